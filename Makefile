@@ -1,0 +1,112 @@
+# grappe build. Sources are found by convention so that adding a file needs
+# no edit here:
+#   DIR/*.c            library code, linked into both programs and the tests
+#   DIR/*_main.c       a program (vmm/node_main.c -> grappe-node, mgmt/grappe_main.c -> grappe)
+#   DIR/test_*.c       a cmocka unit test, run by `make check`
+#   DIR/fuzz_*.c       a libFuzzer target, run briefly by `make check`
+
+SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
+CC        ?= gcc
+PKGS      := libxml-2.0
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
+LDLIBS    := $(PKG_LIBS) -lpthread -lm
+SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+ALL_SRCS  := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
+MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
+TEST_SRCS := $(filter $(addsuffix /test_%.c,$(SRC_DIRS)),$(ALL_SRCS))
+FUZZ_SRCS := $(filter $(addsuffix /fuzz_%.c,$(SRC_DIRS)),$(ALL_SRCS))
+LIB_SRCS  := $(filter-out $(MAIN_SRCS) $(TEST_SRCS) $(FUZZ_SRCS),$(ALL_SRCS))
+
+B         := build
+LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
+TESTS     := $(foreach t,$(TEST_SRCS),$(B)/tests/$(notdir $(t:.c=)))
+FUZZERS   := $(foreach f,$(FUZZ_SRCS),$(B)/fuzz/$(notdir $(f:.c=)))
+PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe
+
+.PHONY: all check unit-check fuzz-check model-check system-check guest lab demo bench deps clean soak
+all: $(PROGS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c $< -o $@
+
+$(B)/lib/libgrappe.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/lib/libgrappe-asan.a: $(ASAN_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bin/grappe-node: vmm/node_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+
+$(B)/bin/grappe: mgmt/grappe_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+
+# Unit tests are built with ASan and UBSan: they are where memory errors in
+# parsers and device models are cheapest to find.
+define test_rule
+$(B)/tests/$(notdir $(1:.c=)): $(1) $(B)/lib/libgrappe-asan.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) $$(SAN) -O1 $$< $(B)/lib/libgrappe-asan.a $$(LDLIBS) -lcmocka -o $$@
+endef
+$(foreach t,$(TEST_SRCS),$(eval $(call test_rule,$(t))))
+
+define fuzz_rule
+$(B)/fuzz/$(notdir $(1:.c=)): $(1) $(LIB_SRCS)
+	@mkdir -p $$(dir $$@)
+	clang -std=gnu11 -g -O1 -I. $$(PKG_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+		$$< $(LIB_SRCS) $$(LDLIBS) -o $$@
+endef
+$(foreach f,$(FUZZ_SRCS),$(eval $(call fuzz_rule,$(f))))
+
+unit-check: $(TESTS)
+	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+
+FUZZ_SECONDS ?= 20
+fuzz-check: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do \
+		n=$$(basename $$f); mkdir -p $(B)/fuzz-corpus/$$n; \
+		seeds=$$(ls -d tests/fuzz-seeds/$$n 2>/dev/null || true); \
+		echo "== $$f ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 $(B)/fuzz-corpus/$$n $$seeds 2>&1 | tail -3; \
+	done
+
+model-check:
+	@if ls dsm/model/*.pml >/dev/null 2>&1; then ci/check-models; fi
+
+guest: all
+	ci/build-guest
+
+# Everything that boots a guest runs inside the lab (docs/testing.md).
+system-check: all guest
+	ci/lab --timeout 1500 -- python3 -m pytest -q -x tests/
+
+check: deps all unit-check fuzz-check model-check system-check
+
+deps:
+	@ci/install-deps
+
+demo: deps all guest
+	ci/demo
+
+bench: deps all guest
+	bench/run
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GRAPPE_VM_CONFIG_H
+#define GRAPPE_VM_CONFIG_H
+
+#include <stdint.h>
+
+/*
+ * What a domain XML describes, in the form the VMM uses. Filled by
+ * vm_config_load() (mgmt/domain_xml.c) and owned by the caller, who frees it
+ * with vm_config_free().
+ */
+
+#define VM_MAX_VCPUS 64
+#define VM_MAX_CELLS 16
+
+enum vm_action {
+	VM_ACTION_DESTROY = 0,  /* stop the VM, grappe run exits */
+	VM_ACTION_RESTART,      /* reset and boot again */
+	VM_ACTION_PRESERVE,     /* keep the process, vCPUs stopped */
+	VM_ACTION_RENAME_RESTART, /* treated as restart */
+};
+
+enum vm_serial_type {
+	VM_SERIAL_STDIO = 0,
+	VM_SERIAL_FILE,
+	VM_SERIAL_PTY,
+	VM_SERIAL_NONE,
+};
+
+struct vm_cell {
+	unsigned id;
+	uint64_t mem_bytes;
+	unsigned nr_vcpus;
+	unsigned vcpus[VM_MAX_VCPUS];      /* vCPU indices in this cell */
+	unsigned distance[VM_MAX_CELLS];   /* SLIT row; 0 = not given */
+};
+
+struct vm_config {
+	char *name;
+	char *source;            /* file the config came from, for messages */
+	uint64_t mem_bytes;
+	unsigned nr_vcpus;
+	char *kernel;            /* os/kernel, may be NULL */
+	char *initrd;            /* os/initrd, may be NULL */
+	char *cmdline;           /* os/cmdline, may be NULL */
+	unsigned nr_cells;       /* 0: no <numa>, the machine has one cell */
+	struct vm_cell cells[VM_MAX_CELLS];
+	enum vm_action on_poweroff;
+	enum vm_action on_reboot;
+	enum vm_action on_crash;
+	enum vm_serial_type serial;
+	char *serial_path;       /* for VM_SERIAL_FILE */
+};
+
+/* Maximum length of an error message from the loader. */
+#define VM_CONFIG_ERR_LEN 512
+
+/*
+ * Parses a libvirt domain XML file. On success returns 0 and *out is set.
+ * On error returns -1 and writes "FILE:LINE: what is wrong" into err.
+ * Unsupported elements are reported through warn (may be NULL) and ignored.
+ */
+int vm_config_load(const char *path, struct vm_config **out,
+		   char err[VM_CONFIG_ERR_LEN],
+		   void (*warn)(void *ctx, const char *msg), void *warn_ctx);
+/* Same from a buffer; 'name' is used in messages in place of a file name. */
+int vm_config_parse(const char *buf, size_t len, const char *name,
+		    struct vm_config **out, char err[VM_CONFIG_ERR_LEN],
+		    void (*warn)(void *ctx, const char *msg), void *warn_ctx);
+void vm_config_free(struct vm_config *cfg);
+
+/* The cell a vCPU belongs to (0 when there are no cells). */
+unsigned vm_config_vcpu_cell(const struct vm_config *cfg, unsigned vcpu);
+
+#endif
