@@ -43,6 +43,8 @@ struct timer_queue {
 
 /* Real time: CLOCK_MONOTONIC in nanoseconds. */
 uint64_t timer_monotonic_ns(void);
+/* The clock callback for a real-time queue: timer_queue_init(q, timer_clock_monotonic, NULL). */
+uint64_t timer_clock_monotonic(void *ctx);
 
 /* clock == NULL selects a manual clock set with timer_queue_set_time(). */
 void timer_queue_init(struct timer_queue *q, uint64_t (*clock)(void *), void *ctx);

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The machine: creates the KVM VM without an in-kernel irqchip, guest RAM,
+ * the chipset and the vCPUs, routes interrupts, and turns guest power
+ * events into one machine event that the node acts on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "vmm/acpi.h"
+#include "vmm/machine.h"
+
+#define KVM_TSS_GPA      0xfffbd000ULL
+#define KVM_IDMAP_GPA    0xfffbc000ULL
+#define IOAPIC_ID        0   /* APIC IDs of vCPUs start at 0 too: xAPIC IDs and IOAPIC IDs are separate namespaces */
+
+static const char *event_names[] = {
+	[MACHINE_EV_NONE] = "none",
+	[MACHINE_EV_POWEROFF] = "poweroff",
+	[MACHINE_EV_RESET] = "reset",
+	[MACHINE_EV_TRIPLE_FAULT] = "triple fault",
+	[MACHINE_EV_PANIC] = "guest panic",
+	[MACHINE_EV_ERROR] = "error",
+	[MACHINE_EV_STOP] = "stop",
+};
+
+bool machine_stopping(struct machine *m)
+{
+	return __atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE);
+}
+
+static void post_event(struct machine *m, enum machine_event ev, const char *msg)
+{
+	pthread_mutex_lock(&m->ev_lock);
+	if (m->event == MACHINE_EV_NONE) {
+		m->event = ev;
+		snprintf(m->ev_msg, sizeof(m->ev_msg), "%s", msg);
+	}
+	pthread_cond_broadcast(&m->ev_cond);
+	pthread_mutex_unlock(&m->ev_lock);
+	/* vCPUs stop at their next exit; kick them so that happens now. */
+	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++)
+		vcpu_kick(&m->vcpus[i]);
+}
+
+void machine_request(struct machine *m, enum machine_event ev, unsigned vcpu)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "%s (from vCPU %u)", event_names[ev], vcpu);
+	post_event(m, ev, msg);
+}
+
+void machine_fail(struct machine *m, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	post_event(m, MACHINE_EV_ERROR, msg);
+}
+
+const char *machine_event_message(struct machine *m)
+{
+	return m->ev_msg;
+}
+
+void machine_io(struct machine *m, struct io_req *req)
+{
+	io_bus_dispatch(&m->bus, req);
+}
+
+/* ISA IRQ n is IOAPIC pin n, except the PIT's IRQ 0 which is wired to pin 2 (MADT override). */
+static void route_irq(void *ctx, unsigned gsi, int level)
+{
+	struct machine *m = ctx;
+
+	if (gsi < 16)
+		pic_set_irq(&m->pic, gsi, level);
+	ioapic_set_irq(&m->ioapic, gsi == 0 ? 2 : gsi, level);
+}
+
+static void deliver_to(struct machine *m, unsigned i, const struct apic_msg *msg)
+{
+	lapic_accept(&m->vcpus[i].lapic, msg);
+}
+
+static void apic_deliver(void *ctx, const struct apic_msg *msg)
+{
+	struct machine *m = ctx;
+	unsigned n = m->nr_vcpus;
+
+	switch (msg->shorthand) {
+	case APIC_SH_SELF:
+		if (msg->source < n)
+			deliver_to(m, msg->source, msg);
+		return;
+	case APIC_SH_ALL_INCL:
+	case APIC_SH_ALL_EXCL:
+		for (unsigned i = 0; i < n; i++)
+			if (msg->shorthand == APIC_SH_ALL_INCL || i != msg->source)
+				deliver_to(m, i, msg);
+		return;
+	default:
+		break;
+	}
+	if (msg->delivery == APIC_DM_LOWEST) {
+		/* Any one of the targets will do: spread them round robin. */
+		unsigned start = __atomic_fetch_add(&m->lowest_prio_rr, 1, __ATOMIC_RELAXED);
+
+		for (unsigned k = 0; k < n; k++) {
+			unsigned i = (start + k) % n;
+
+			if (lapic_match_dest(&m->vcpus[i].lapic, msg)) {
+				deliver_to(m, i, msg);
+				return;
+			}
+		}
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (lapic_match_dest(&m->vcpus[i].lapic, msg))
+			deliver_to(m, i, msg);
+}
+
+void machine_apic_send(struct machine *m, const struct apic_msg *msg)
+{
+	apic_deliver(m, msg);
+}
+
+void machine_eoi(struct machine *m, uint8_t vector)
+{
+	ioapic_eoi(&m->ioapic, vector);
+}
+
+bool machine_extint_pending(struct machine *m)
+{
+	return pic_int_pending(&m->pic);
+}
+
+int machine_extint_ack(struct machine *m)
+{
+	return pic_intack(&m->pic);
+}
+
+/* The 8259's INTR goes to the BSP's LINT0. */
+static void pic_int_out(void *ctx, int level)
+{
+	struct machine *m = ctx;
+
+	if (level && m->vcpus)
+		vcpu_kick(&m->vcpus[0]);
+}
+
+static void console_write(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct machine *m = ctx;
+
+	while (len > 0 && m->console.fd >= 0) {
+		ssize_t w = write(m->console.fd, buf, len);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* a closed console must not stop the guest */
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+}
+
+size_t machine_console_input(struct machine *m, const uint8_t *buf, size_t len)
+{
+	return uart_receive(&m->uart, buf, len);
+}
+
+static void pm_poweroff(void *ctx)
+{
+	machine_request(ctx, MACHINE_EV_POWEROFF, 0);
+}
+
+static void pm_reset(void *ctx)
+{
+	machine_request(ctx, MACHINE_EV_RESET, 0);
+}
+
+static void guest_panicked(void *ctx, uint8_t events)
+{
+	post_event(ctx, MACHINE_EV_PANIC, "the guest kernel panicked (pvpanic)");
+}
+
+/* Cells are laid out one after another in RAM order, across the PCI hole. */
+static void acpi_add_cell_memory(struct acpi_machine *am, const struct guest_mem *gm,
+				 uint64_t off, uint64_t len, unsigned cell)
+{
+	while (len > 0 && am->nr_mem < 2 * ACPI_MAX_CELLS) {
+		uint64_t gpa = guest_mem_gpa(gm, off);
+		uint64_t chunk = len;
+
+		if (off < gm->low_size && off + len > gm->low_size)
+			chunk = gm->low_size - off;
+		am->mem[am->nr_mem++] = (struct acpi_mem_range){ gpa, chunk, cell };
+		off += chunk;
+		len -= chunk;
+	}
+}
+
+static void fill_acpi_machine(const struct machine *m, struct acpi_machine *am)
+{
+	const struct vm_config *cfg = m->cfg;
+	unsigned nr_cells = cfg->nr_cells ? cfg->nr_cells : 1;
+	uint64_t off = 0;
+
+	memset(am, 0, sizeof(*am));
+	am->nr_cpus = m->nr_vcpus;
+	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		am->apic_id[i] = (uint8_t)i;
+		am->cpu_cell[i] = vm_config_vcpu_cell(cfg, i);
+	}
+	am->nr_cells = nr_cells;
+	for (unsigned c = 0; c < nr_cells; c++) {
+		uint64_t len = cfg->nr_cells ? cfg->cells[c].mem_bytes : m->mem.size;
+
+		acpi_add_cell_memory(am, &m->mem, off, len, c);
+		off += len;
+		for (unsigned d = 0; d < nr_cells; d++) {
+			unsigned dist = cfg->nr_cells ? cfg->cells[c].distance[d] : 0;
+
+			am->distance[c][d] = dist ? dist : (c == d ? 10 : 20);
+		}
+	}
+	am->ioapic_id = IOAPIC_ID;
+	am->ioapic_gsi_base = 0;
+}
+
+static int setup_kvm(struct machine *m, char *err, size_t errlen)
+{
+	struct kvm_userspace_memory_region low = { 0 }, high = { 0 };
+
+	m->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (m->kvm_fd < 0) {
+		snprintf(err, errlen, "/dev/kvm: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(m->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(err, errlen, "/dev/kvm: unsupported KVM API version");
+		return -1;
+	}
+	m->vm_fd = ioctl(m->kvm_fd, KVM_CREATE_VM, 0);
+	if (m->vm_fd < 0) {
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return -1;
+	}
+	/* Intel needs these two pages for real mode; harmless elsewhere. */
+	ioctl(m->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_GPA);
+	{
+		uint64_t idmap = KVM_IDMAP_GPA;
+
+		ioctl(m->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
+	}
+	low.slot = 0;
+	low.guest_phys_addr = 0;
+	low.memory_size = m->mem.low_size;
+	low.userspace_addr = (uintptr_t)m->mem.host;
+	if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0)
+		goto mem_fail;
+	if (m->mem.size > m->mem.low_size) {
+		high.slot = 1;
+		high.guest_phys_addr = GUEST_MEM_HIGH_START;
+		high.memory_size = m->mem.size - m->mem.low_size;
+		high.userspace_addr = (uintptr_t)m->mem.host + m->mem.low_size;
+		if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)
+			goto mem_fail;
+	}
+	m->supported.hdr.nent = CPUID_MAX_ENTRIES;
+	if (ioctl(m->kvm_fd, KVM_GET_SUPPORTED_CPUID, &m->supported) < 0) {
+		snprintf(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+mem_fail:
+	snprintf(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+	return -1;
+}
+
+static int setup_devices(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_pm_ops pm_ops = { .poweroff = pm_poweroff, .reset = pm_reset, .ctx = m };
+	int ret = 0;
+
+	io_bus_init(&m->bus);
+	m->irq = (struct irq_sink){ .set_irq = route_irq, .ctx = m };
+	m->apic_bus = (struct apic_bus){ .deliver = apic_deliver, .ctx = m };
+	pic_init(&m->pic, pic_int_out, m);
+	ioapic_init(&m->ioapic, IOAPIC_ID, &m->apic_bus);
+	pit_init(&m->pit, &m->tq, &m->irq);
+	rtc_init(&m->rtc, &m->tq, &m->irq);
+	rtc_set_memory_size(&m->rtc, m->mem.low_size, m->mem.size - m->mem.low_size);
+	uart_init(&m->uart, UART_COM1_BASE, UART_COM1_IRQ, &m->irq, console_write, m);
+	acpi_pm_init(&m->pm, &m->tq, &m->irq, &pm_ops);
+	i8042_init(&m->kbd, pm_reset, m);
+	pvpanic_init(&m->pvpanic, guest_panicked, m);
+
+	ret |= pic_register(&m->pic, &m->bus);
+	ret |= ioapic_register(&m->ioapic, &m->bus);
+	ret |= pit_register(&m->pit, &m->bus);
+	ret |= rtc_register(&m->rtc, &m->bus);
+	ret |= uart_register(&m->uart, &m->bus);
+	ret |= acpi_pm_register(&m->pm, &m->bus);
+	ret |= i8042_register(&m->kbd, &m->bus);
+	ret |= pvpanic_register(&m->pvpanic, &m->bus);
+	if (ret) {
+		snprintf(err, errlen, "device ranges overlap (a bug in the machine model)");
+		return -1;
+	}
+	return 0;
+}
+
+static int load_firmware_tables(struct machine *m, char *err, size_t errlen)
+{
+	struct acpi_machine am;
+	struct e820_entry e820[E820_MAX];
+	struct boot_linux_setup setup;
+	void *acpi = guest_mem_ptr(&m->mem, BOOT_ACPI_GPA, BOOT_ACPI_SIZE);
+	long used;
+
+	fill_acpi_machine(m, &am);
+	used = acpi_build(&am, acpi, BOOT_ACPI_SIZE, BOOT_ACPI_GPA, &m->rsdp_gpa);
+	if (used < 0) {
+		snprintf(err, errlen, "cannot build ACPI tables: %s", strerror((int)-used));
+		return -1;
+	}
+	memset(&setup, 0, sizeof(setup));
+	setup.kernel = m->cfg->kernel;
+	setup.initrd = m->cfg->initrd;
+	setup.cmdline = m->cfg->cmdline;
+	setup.rsdp_gpa = m->rsdp_gpa;
+	setup.e820 = e820;
+	setup.nr_e820 = boot_linux_e820(&m->mem, e820, E820_MAX);
+	return boot_linux_load(&m->mem, &setup, &m->entry, err, errlen);
+}
+
+int machine_create(struct machine *m, const struct vm_config *cfg, int console_fd,
+		   char *err, size_t errlen)
+{
+	memset(m, 0, sizeof(*m));
+	m->cfg = cfg;
+	m->kvm_fd = m->vm_fd = -1;
+	m->nr_vcpus = cfg->nr_vcpus;
+	m->console.fd = console_fd;
+	pthread_mutex_init(&m->ev_lock, NULL);
+	pthread_cond_init(&m->ev_cond, NULL);
+	timer_queue_init(&m->tq, timer_clock_monotonic, NULL);
+
+	if (vcpu_install_kick_handler()) {
+		snprintf(err, errlen, "cannot install the vCPU kick signal handler");
+		return -1;
+	}
+	if (guest_mem_init(&m->mem, cfg->mem_bytes)) {
+		snprintf(err, errlen, "cannot allocate %llu bytes of guest memory",
+			 (unsigned long long)cfg->mem_bytes);
+		return -1;
+	}
+	if (setup_kvm(m, err, errlen) || setup_devices(m, err, errlen) ||
+	    load_firmware_tables(m, err, errlen))
+		return -1;
+	m->vcpus = calloc(m->nr_vcpus, sizeof(*m->vcpus));
+	if (!m->vcpus) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_create(&m->vcpus[i], m, i, (uint8_t)i, &m->supported, err, errlen))
+			return -1;
+	if (vcpu_set_boot_entry(&m->vcpus[0], &m->entry)) {
+		snprintf(err, errlen, "vCPU 0: cannot set the boot state: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int machine_start(struct machine *m, char *err, size_t errlen)
+{
+	int ret = timer_queue_start(&m->tq);
+
+	if (ret) {
+		snprintf(err, errlen, "cannot start the timer thread: %s", strerror(-ret));
+		return -1;
+	}
+	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		ret = vcpu_start(&m->vcpus[i]);
+		if (ret) {
+			snprintf(err, errlen, "cannot start vCPU %u: %s", i, strerror(-ret));
+			post_event(m, MACHINE_EV_ERROR, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+enum machine_event machine_run(struct machine *m)
+{
+	enum machine_event ev;
+
+	pthread_mutex_lock(&m->ev_lock);
+	while (m->event == MACHINE_EV_NONE)
+		pthread_cond_wait(&m->ev_cond, &m->ev_lock);
+	ev = m->event;
+	pthread_mutex_unlock(&m->ev_lock);
+	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		vcpu_join(&m->vcpus[i]);
+	timer_queue_stop(&m->tq);
+	return ev;
+}
+
+void machine_stop(struct machine *m, const char *why)
+{
+	post_event(m, MACHINE_EV_STOP, why);
+}
+
+void machine_destroy(struct machine *m)
+{
+	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+	if (m->vcpus) {
+		for (unsigned i = 0; i < m->nr_vcpus; i++)
+			vcpu_join(&m->vcpus[i]);
+	}
+	timer_queue_stop(&m->tq);
+	if (m->vcpus) {
+		for (unsigned i = 0; i < m->nr_vcpus; i++)
+			if (m->vcpus[i].m)
+				vcpu_destroy(&m->vcpus[i]);
+		free(m->vcpus);
+		m->vcpus = NULL;
+	}
+	pit_destroy(&m->pit);
+	rtc_destroy(&m->rtc);
+	acpi_pm_destroy(&m->pm);
+	if (m->vm_fd >= 0)
+		close(m->vm_fd);
+	if (m->kvm_fd >= 0)
+		close(m->kvm_fd);
+	guest_mem_destroy(&m->mem);
+	timer_queue_destroy(&m->tq);
+	pthread_cond_destroy(&m->ev_cond);
+	pthread_mutex_destroy(&m->ev_lock);
+}

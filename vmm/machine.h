@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GRAPPE_MACHINE_H
+#define GRAPPE_MACHINE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/acpi_pm.h"
+#include "vmm/apic_bus.h"
+#include "vmm/boot_linux.h"
+#include "vmm/cpuid.h"
+#include "vmm/guest_mem.h"
+#include "vmm/i8042.h"
+#include "vmm/io.h"
+#include "vmm/ioapic.h"
+#include "vmm/irq.h"
+#include "vmm/pic.h"
+#include "vmm/pit.h"
+#include "vmm/pvpanic.h"
+#include "vmm/rtc.h"
+#include "vmm/timer.h"
+#include "vmm/uart.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm_config.h"
+
+/*
+ * One node's part of the guest: a KVM VM, its vCPUs, guest RAM and the PC
+ * chipset. Today one node holds the whole machine; every cross-component
+ * path (device access, interrupt message, EOI) already goes through a
+ * function here, which is where a cluster will route to other nodes.
+ */
+
+enum machine_event {
+	MACHINE_EV_NONE = 0,
+	MACHINE_EV_POWEROFF,     /* ACPI S5 or a poweroff request */
+	MACHINE_EV_RESET,        /* guest reboot (0xCF9, 8042, ACPI reset) */
+	MACHINE_EV_TRIPLE_FAULT, /* a vCPU shut down */
+	MACHINE_EV_PANIC,        /* the guest reported a panic (pvpanic) */
+	MACHINE_EV_ERROR,        /* the VMM could not go on */
+	MACHINE_EV_STOP,         /* the host asked us to stop (signal) */
+};
+
+struct console_out {
+	int fd;
+};
+
+struct machine {
+	const struct vm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	unsigned nr_vcpus;
+	struct guest_mem mem;
+	struct io_bus bus;
+	struct timer_queue tq;
+	struct irq_sink irq;
+	struct apic_bus apic_bus;
+	struct pic pic;
+	struct ioapic ioapic;
+	struct pit pit;
+	struct rtc rtc;
+	struct uart uart;
+	struct acpi_pm pm;
+	struct i8042 kbd;
+	struct pvpanic pvpanic;
+	struct console_out console;
+	struct cpuid_table supported;
+	struct vcpu *vcpus;
+	struct boot_entry entry;
+	uint64_t rsdp_gpa;
+	unsigned lowest_prio_rr;   /* round robin for lowest-priority delivery */
+
+	pthread_mutex_t ev_lock;
+	pthread_cond_t ev_cond;
+	enum machine_event event;
+	char ev_msg[512];
+	int stopping;              /* atomic */
+};
+
+/*
+ * Builds the machine described by cfg and loads the kernel. The serial
+ * console writes to console_fd. Returns 0, or -1 with a message in err.
+ */
+int machine_create(struct machine *m, const struct vm_config *cfg, int console_fd,
+		   char *err, size_t errlen);
+void machine_destroy(struct machine *m);
+int machine_start(struct machine *m, char *err, size_t errlen);
+/* Waits for the first event (poweroff, reset, error...), then stops every vCPU. */
+enum machine_event machine_run(struct machine *m);
+const char *machine_event_message(struct machine *m);
+/* Asks a running machine to stop (from a signal-watching thread). */
+void machine_stop(struct machine *m, const char *why);
+
+/* Used by vCPUs and devices. */
+bool machine_stopping(struct machine *m);
+void machine_io(struct machine *m, struct io_req *req);
+void machine_apic_send(struct machine *m, const struct apic_msg *msg);
+void machine_eoi(struct machine *m, uint8_t vector);
+bool machine_extint_pending(struct machine *m);
+int machine_extint_ack(struct machine *m);
+void machine_request(struct machine *m, enum machine_event ev, unsigned vcpu);
+void machine_fail(struct machine *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Feeds console input to the guest's UART; returns bytes taken. */
+size_t machine_console_input(struct machine *m, const uint8_t *buf, size_t len);
+
+#endif

@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+/*
+ * grappe-node: one node of a grappe VM. Today a node runs the whole guest
+ * on this host; the cluster issue splits it. Exit status: 0 after a guest
+ * poweroff, 1 when the guest crashed or the VMM failed, 2 for bad input.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "vmm/machine.h"
+#include "vmm/vm_config.h"
+
+struct node {
+	struct vm_config *cfg;
+	struct machine m;
+	int console_fd;
+	int input_fd;
+	bool machine_live;
+	pthread_mutex_t lock;   /* guards m while the input/signal threads use it */
+	bool quit;
+	struct termios saved_tty;
+	bool tty_raw;
+};
+
+static void warn_cb(void *ctx, const char *msg)
+{
+	fprintf(stderr, "grappe-node: %s\n", msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: grappe-node [--quiet] VM.xml\n"
+		   "Runs the virtual machine that the libvirt domain XML describes.\n");
+}
+
+static int open_console(struct node *n)
+{
+	const struct vm_config *cfg = n->cfg;
+
+	n->input_fd = -1;
+	switch (cfg->serial) {
+	case VM_SERIAL_STDIO:
+		n->input_fd = STDIN_FILENO;
+		return STDOUT_FILENO;
+	case VM_SERIAL_FILE: {
+		int fd = open(cfg->serial_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+		if (fd < 0)
+			fprintf(stderr, "grappe-node: %s: %s\n", cfg->serial_path, strerror(errno));
+		return fd < 0 ? -2 : fd;
+	}
+	case VM_SERIAL_PTY: {
+		int fd = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+		if (fd < 0 || grantpt(fd) || unlockpt(fd)) {
+			fprintf(stderr, "grappe-node: cannot open a pty: %s\n", strerror(errno));
+			return -2;
+		}
+		fprintf(stderr, "grappe-node: serial console on %s\n", ptsname(fd));
+		n->input_fd = fd;
+		return fd;
+	}
+	default:
+		return -1;
+	}
+}
+
+/* Console input: bounded polls so the thread notices the end of the VM. */
+static void *input_thread(void *arg)
+{
+	struct node *n = arg;
+	uint8_t buf[64];
+	size_t have = 0, off = 0;
+
+	while (!__atomic_load_n(&n->quit, __ATOMIC_ACQUIRE)) {
+		struct pollfd pfd = { .fd = n->input_fd, .events = POLLIN };
+
+		if (off < have) {
+			size_t took = 0;
+
+			pthread_mutex_lock(&n->lock);
+			if (n->machine_live)
+				took = machine_console_input(&n->m, buf + off, have - off);
+			pthread_mutex_unlock(&n->lock);
+			off += took;
+			if (!took)
+				usleep(2000); /* the guest has not drained its FIFO yet */
+			continue;
+		}
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		{
+			ssize_t r = read(n->input_fd, buf, sizeof(buf));
+
+			if (r <= 0)
+				break; /* end of input: the guest simply gets no more */
+			have = (size_t)r;
+			off = 0;
+		}
+	}
+	return NULL;
+}
+
+static void *signal_thread(void *arg)
+{
+	struct node *n = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	while (sigwait(&set, &sig) == 0) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "stopped by signal %d", sig);
+		pthread_mutex_lock(&n->lock);
+		n->quit = true;
+		if (n->machine_live)
+			machine_stop(&n->m, why);
+		pthread_mutex_unlock(&n->lock);
+	}
+	return NULL;
+}
+
+static void tty_raw(struct node *n)
+{
+	struct termios t;
+
+	if (n->input_fd != STDIN_FILENO || !isatty(STDIN_FILENO) ||
+	    tcgetattr(STDIN_FILENO, &n->saved_tty))
+		return;
+	t = n->saved_tty;
+	/* Keys go to the guest; ^C still stops the VM. */
+	t.c_lflag &= ~(ICANON | ECHO);
+	t.c_iflag &= ~(ICRNL | IXON);
+	tcsetattr(STDIN_FILENO, TCSANOW, &t);
+	n->tty_raw = true;
+}
+
+static void tty_restore(struct node *n)
+{
+	if (n->tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &n->saved_tty);
+}
+
+/* What to do after an event, by the domain's on_* settings. */
+static enum vm_action action_for(const struct vm_config *cfg, enum machine_event ev)
+{
+	switch (ev) {
+	case MACHINE_EV_POWEROFF: return cfg->on_poweroff;
+	case MACHINE_EV_RESET:
+	case MACHINE_EV_TRIPLE_FAULT: return cfg->on_reboot;
+	case MACHINE_EV_PANIC: return cfg->on_crash;
+	default: return VM_ACTION_DESTROY;
+	}
+}
+
+static int exit_status(enum machine_event ev)
+{
+	switch (ev) {
+	case MACHINE_EV_POWEROFF:
+	case MACHINE_EV_RESET:
+	case MACHINE_EV_STOP:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* Runs the guest until an event ends it for good; returns the exit status. */
+static int run_vm(struct node *n)
+{
+	char err[512];
+
+	for (;;) {
+		enum machine_event ev;
+		enum vm_action act;
+
+		pthread_mutex_lock(&n->lock);
+		if (n->quit) {
+			pthread_mutex_unlock(&n->lock);
+			return 0;
+		}
+		if (machine_create(&n->m, n->cfg, n->console_fd, err, sizeof(err)) ||
+		    machine_start(&n->m, err, sizeof(err))) {
+			n->machine_live = true; /* so destroy runs */
+			pthread_mutex_unlock(&n->lock);
+			fprintf(stderr, "grappe-node: %s\n", err);
+			pthread_mutex_lock(&n->lock);
+			machine_destroy(&n->m);
+			n->machine_live = false;
+			pthread_mutex_unlock(&n->lock);
+			return 1;
+		}
+		n->machine_live = true;
+		pthread_mutex_unlock(&n->lock);
+
+		ev = machine_run(&n->m);
+		act = action_for(n->cfg, ev);
+		if (ev != MACHINE_EV_POWEROFF)
+			fprintf(stderr, "\ngrappe-node: %s: %s\n", n->cfg->name,
+				machine_event_message(&n->m));
+		pthread_mutex_lock(&n->lock);
+		machine_destroy(&n->m);
+		n->machine_live = false;
+		pthread_mutex_unlock(&n->lock);
+
+		if (ev == MACHINE_EV_ERROR || ev == MACHINE_EV_STOP)
+			return exit_status(ev);
+		if (act == VM_ACTION_RESTART || act == VM_ACTION_RENAME_RESTART) {
+			fprintf(stderr, "grappe-node: %s: restarting\n", n->cfg->name);
+			continue;
+		}
+		if (act == VM_ACTION_PRESERVE) {
+			fprintf(stderr, "grappe-node: %s: stopped and preserved; "
+				"send SIGTERM to end\n", n->cfg->name);
+			while (!__atomic_load_n(&n->quit, __ATOMIC_ACQUIRE))
+				pause();
+		}
+		return exit_status(ev);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct node n;
+	char err[VM_CONFIG_ERR_LEN];
+	pthread_t sig_thr, in_thr;
+	bool in_started = false;
+	sigset_t set;
+	int c, status;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		usage(stderr);
+		return 2;
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	memset(&n, 0, sizeof(n));
+	pthread_mutex_init(&n.lock, NULL);
+	if (vm_config_load(argv[optind], &n.cfg, err, warn_cb, NULL)) {
+		fprintf(stderr, "grappe-node: %s\n", err);
+		return 2;
+	}
+	if (!n.cfg->kernel) {
+		fprintf(stderr, "grappe-node: %s: no <os><kernel> given; "
+			"direct kernel boot is the only boot method so far\n", argv[optind]);
+		vm_config_free(n.cfg);
+		return 2;
+	}
+	n.console_fd = open_console(&n);
+	if (n.console_fd == -2) {
+		vm_config_free(n.cfg);
+		return 2;
+	}
+
+	/* Signals are taken by one thread; every other thread blocks them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_create(&sig_thr, NULL, signal_thread, &n);
+	pthread_detach(sig_thr);
+	if (n.input_fd >= 0) {
+		tty_raw(&n);
+		in_started = pthread_create(&in_thr, NULL, input_thread, &n) == 0;
+	}
+
+	status = run_vm(&n);
+
+	__atomic_store_n(&n.quit, true, __ATOMIC_RELEASE);
+	if (in_started)
+		pthread_join(in_thr, NULL);
+	tty_restore(&n);
+	vm_config_free(n.cfg);
+	return status;
+}
