@@ -27,6 +27,9 @@
 #define IOAPIC_BASE_GPA   0xfec00000ULL
 #define LAPIC_BASE_GPA    0xfee00000ULL
 
+/* RTC CMOS index of the century byte (BCD) the FADT announces. */
+#define ACPI_RTC_CENTURY  0x32
+
 struct acpi_mem_range {
 	uint64_t base;
 	uint64_t size;
@@ -50,8 +53,34 @@ struct acpi_machine {
  * Returns the number of bytes used and sets *rsdp_gpa, or -ENOSPC / -EINVAL.
  * The RSDP comes first in buf, 16-byte aligned, so placing buf at 0xE0000
  * lets a guest find it by the legacy scan as well as through boot_params.
+ * -EINVAL: base not 16-byte aligned, a count out of range, a CPU or memory
+ * range naming a cell >= nr_cells, a local APIC ID 0xff or repeated, IOAPIC
+ * ID 0xff, an empty memory range, ioapic_gsi_base != 0 (the DSDT and the
+ * overrides assume ISA IRQ n is GSI n), or, with more than one cell, a SLIT
+ * Linux would reject.
  */
 long acpi_build(const struct acpi_machine *m, void *buf, size_t len,
 		uint64_t base, uint64_t *rsdp_gpa);
+
+/*
+ * Fills the SLIT entries left at 0 with the conventional values: 10 on the
+ * diagonal, 20 elsewhere. acpi_build() itself rejects a matrix Linux would
+ * ignore (diagonal not 10, or a remote distance <= 10).
+ */
+void acpi_default_distances(struct acpi_machine *m);
+
+/*
+ * The DSDT's AML definition block (the bytes after the 36-byte table
+ * header), written to out. Returns its length, -ENOSPC if cap is too small
+ * or -EINVAL. Used by acpi_build(); exposed for tests.
+ */
+long acpi_dsdt_aml(const struct acpi_machine *m, uint8_t *out, size_t cap);
+
+/*
+ * The shortest AML PkgLength for a package whose body (what follows the
+ * PkgLength) is 'body' bytes: written to out, returns its size (1-4), or 0
+ * when the package would exceed the 2^28 bytes AML can express.
+ */
+unsigned acpi_aml_pkg_length(size_t body, uint8_t out[4]);
 
 #endif
