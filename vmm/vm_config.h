@@ -2,6 +2,7 @@
 #ifndef GRAPPE_VM_CONFIG_H
 #define GRAPPE_VM_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -27,12 +28,17 @@ enum vm_serial_type {
 	VM_SERIAL_NONE,
 };
 
+/*
+ * cells[i].id == i: the loader orders cells by id. Every distance is filled
+ * in: the value the XML gives, else the one given for the opposite direction,
+ * else 10 for the cell itself and 20 for any other (ACPI SLIT defaults).
+ */
 struct vm_cell {
 	unsigned id;
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
 	unsigned vcpus[VM_MAX_VCPUS];      /* vCPU indices in this cell */
-	unsigned distance[VM_MAX_CELLS];   /* SLIT row; 0 = not given */
+	unsigned distance[VM_MAX_CELLS];   /* SLIT row, [0..nr_cells) valid */
 };
 
 struct vm_config {
@@ -50,20 +56,28 @@ struct vm_config {
 	enum vm_action on_crash;
 	enum vm_serial_type serial;
 	char *serial_path;       /* for VM_SERIAL_FILE */
+	char *metadata;          /* <metadata> serialized, NULL if absent */
 };
 
 /* Maximum length of an error message from the loader. */
 #define VM_CONFIG_ERR_LEN 512
+/* Larger inputs are refused: a domain XML is a few KiB. */
+#define VM_CONFIG_MAX_XML (1u << 20)
 
 /*
  * Parses a libvirt domain XML file. On success returns 0 and *out is set.
+ * Relative kernel, initrd and serial file paths are made absolute against
+ * the directory of the XML file. Memory sizes are rounded up to 4 KiB.
  * On error returns -1 and writes "FILE:LINE: what is wrong" into err.
  * Unsupported elements are reported through warn (may be NULL) and ignored.
  */
 int vm_config_load(const char *path, struct vm_config **out,
 		   char err[VM_CONFIG_ERR_LEN],
 		   void (*warn)(void *ctx, const char *msg), void *warn_ctx);
-/* Same from a buffer; 'name' is used in messages in place of a file name. */
+/*
+ * Same from a buffer; 'name' is used in messages in place of a file name.
+ * Relative paths are left as they are (there is no file to be relative to).
+ */
 int vm_config_parse(const char *buf, size_t len, const char *name,
 		    struct vm_config **out, char err[VM_CONFIG_ERR_LEN],
 		    void (*warn)(void *ctx, const char *msg), void *warn_ctx);
