@@ -308,6 +308,7 @@ static int setup_devices(struct machine *m, char *err, size_t errlen)
 	acpi_pm_init(&m->pm, &m->tq, &m->irq, &pm_ops);
 	i8042_init(&m->kbd, pm_reset, m);
 	pvpanic_init(&m->pvpanic, guest_panicked, m);
+	m->devices_ready = true;
 
 	ret |= pic_register(&m->pic, &m->bus);
 	ret |= ioapic_register(&m->ioapic, &m->bus);
@@ -442,9 +443,15 @@ void machine_destroy(struct machine *m)
 		free(m->vcpus);
 		m->vcpus = NULL;
 	}
-	pit_destroy(&m->pit);
-	rtc_destroy(&m->rtc);
-	acpi_pm_destroy(&m->pm);
+	if (m->devices_ready) {
+		pit_destroy(&m->pit);
+		rtc_destroy(&m->rtc);
+		acpi_pm_destroy(&m->pm);
+		i8042_destroy(&m->kbd);
+		uart_destroy(&m->uart);
+		ioapic_destroy(&m->ioapic);
+		pic_destroy(&m->pic);
+	}
 	if (m->vm_fd >= 0)
 		close(m->vm_fd);
 	if (m->kvm_fd >= 0)

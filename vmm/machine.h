@@ -65,6 +65,7 @@ struct machine {
 	struct i8042 kbd;
 	struct pvpanic pvpanic;
 	struct console_out console;
+	bool devices_ready;
 	struct cpuid_table supported;
 	struct vcpu *vcpus;
 	struct boot_entry entry;
