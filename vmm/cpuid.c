@@ -89,6 +89,63 @@ static bool drop_leaf(uint32_t fn)
 	return fn == 0x8000000a || fn == 0x8000001e;
 }
 
+static struct kvm_cpuid_entry2 *find_entry(struct cpuid_table *t, uint32_t fn, uint32_t idx)
+{
+	for (unsigned i = 0; i < t->hdr.nent; i++)
+		if (t->entries[i].function == fn && t->entries[i].index == idx)
+			return &t->entries[i];
+	return NULL;
+}
+
+/*
+ * Leaf 0xD must agree with the feature flags and describe every XSAVE
+ * component it claims: a guest kernel sizes its FPU buffers from it and
+ * warns (or worse) when the totals disagree. Nested KVM under TCG lists
+ * AVX and PKRU state in XCR0's mask while leaf 1 has no AVX; drop every
+ * component whose feature is absent or whose subleaf is missing.
+ */
+static bool component_usable(struct cpuid_table *t, unsigned bit)
+{
+	struct kvm_cpuid_entry2 *e1 = find_entry(t, 1, 0), *e7 = find_entry(t, 7, 0);
+	struct kvm_cpuid_entry2 *c = find_entry(t, 0xd, bit);
+
+	if (!c || !c->eax)
+		return false;
+	switch (bit) {
+	case 2: return e1 && (e1->ecx & (1u << 28));               /* AVX */
+	case 3: case 4: return e7 && (e7->ebx & (1u << 14));       /* MPX */
+	case 5: case 6: case 7: return e7 && (e7->ebx & (1u << 16)); /* AVX-512F */
+	case 9: return e7 && (e7->ecx & (1u << 3));                /* PKU */
+	default: return true;
+	}
+}
+
+static void fix_xsave(struct cpuid_table *t)
+{
+	struct kvm_cpuid_entry2 *e0 = find_entry(t, 0xd, 0), *e7 = find_entry(t, 7, 0);
+	uint32_t max_end = 576; /* legacy area + XSAVE header */
+
+	if (!e0)
+		return;
+	for (unsigned bit = 2; bit < 32; bit++) {
+		struct kvm_cpuid_entry2 *c = find_entry(t, 0xd, bit);
+
+		if (!(e0->eax & (1u << bit)))
+			continue;
+		if (!component_usable(t, bit)) {
+			e0->eax &= ~(1u << bit);
+			if (bit == 9 && e7)
+				e7->ecx &= ~(1u << 3); /* PKU needs the PKRU component */
+			if (c)
+				c->eax = c->ebx = c->ecx = c->edx = 0;
+			continue;
+		}
+		if (c->ebx + c->eax > max_end)
+			max_end = c->ebx + c->eax;
+	}
+	e0->ecx = max_end;
+}
+
 void cpuid_filter(const struct cpuid_table *in, struct cpuid_table *out,
 		  uint8_t apic_id, unsigned nr_vcpus)
 {
@@ -114,4 +171,5 @@ void cpuid_filter(const struct cpuid_table *in, struct cpuid_table *out,
 		out->entries[n++] = e;
 	}
 	out->hdr.nent = n;
+	fix_xsave(out);
 }

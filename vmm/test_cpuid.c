@@ -99,12 +99,39 @@ static void test_hidden(void **state)
 	assert_int_equal((e->ecx >> 8) & 0xff, 2);	/* core level */
 }
 
+static void test_xsave_consistency(void **state)
+{
+	const struct kvm_cpuid_entry2 *e;
+
+	(void)state;
+	build_supported();
+	add(7, 0, 0, 0, 1u << 3, 0);                  /* PKU */
+	add(0xd, 0, 0x207, 0x240, 0xa88, 0);          /* x87 SSE AVX PKRU */
+	add(0xd, 2, 0x100, 0x240, 0, 0);              /* AVX, but no PKRU subleaf */
+	cpuid_filter(&in, &out, 0, 1);
+	e = find(0xd, 0);
+	assert_int_equal(e->eax, 0x7);                /* leaf 1 has AVX (all ones) */
+	assert_int_equal(e->ecx, 0x340);
+	e = find(7, 0);
+	assert_int_equal(e->ecx & (1u << 3), 0);
+	/* AVX state without the AVX flag goes too. */
+	build_supported();
+	in.entries[1].ecx &= ~(1u << 28);
+	add(0xd, 0, 0x7, 0x240, 0x340, 0);
+	add(0xd, 2, 0x100, 0x240, 0, 0);
+	cpuid_filter(&in, &out, 0, 1);
+	e = find(0xd, 0);
+	assert_int_equal(e->eax, 0x3);
+	assert_int_equal(e->ecx, 576);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_leaf1),
 		cmocka_unit_test(test_kvm_leaves),
 		cmocka_unit_test(test_hidden),
+		cmocka_unit_test(test_xsave_consistency),
 	};
 
 	return cmocka_run_group_tests_name("cpuid", tests, NULL, NULL);
