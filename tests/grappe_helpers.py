@@ -1,0 +1,78 @@
+"""Helpers for system tests that boot the test guest under grappe.
+
+They run inside the lab (ci/lab), where /dev/kvm can boot a stock kernel.
+"""
+import os
+import subprocess
+import textwrap
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRAPPE = os.path.join(ROOT, "build", "bin", "grappe")
+KERNEL = os.path.join(ROOT, "build", "guest", "vmlinuz")
+INITRD = os.path.join(ROOT, "build", "guest", "initramfs.gz")
+
+
+def cells_xml(vcpus, cells, mem_mib):
+    """A <cpu><numa> block splitting vCPUs and memory evenly over cells."""
+    if cells <= 1:
+        return ""
+    per_mem = mem_mib // cells
+    out = []
+    for c in range(cells):
+        cpus = [i for i in range(vcpus) if i * cells // vcpus == c]
+        dist = "".join(
+            f"<sibling id='{d}' value='{10 if d == c else 20}'/>" for d in range(cells))
+        cpus_attr = f" cpus='{cpus[0]}-{cpus[-1]}'" if cpus else ""
+        out.append(f"<cell id='{c}'{cpus_attr} memory='{per_mem}' unit='MiB'>"
+                   f"<distances>{dist}</distances></cell>")
+    return "<cpu><numa>" + "".join(out) + "</numa></cpu>"
+
+
+def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
+               on_crash="destroy", extra=""):
+    cmd = f"console=ttyS0 panic=-1 {cmdline}".strip()
+    return textwrap.dedent(f"""\
+        <domain type='kvm'>
+          <name>{name}</name>
+          <memory unit='MiB'>{mem_mib}</memory>
+          <vcpu>{vcpus}</vcpu>
+          <os>
+            <type arch='x86_64'>hvm</type>
+            <kernel>{KERNEL}</kernel>
+            <initrd>{INITRD}</initrd>
+            <cmdline>{cmd}</cmdline>
+          </os>
+          {cells_xml(vcpus, cells, mem_mib)}
+          <on_poweroff>destroy</on_poweroff>
+          <on_reboot>destroy</on_reboot>
+          <on_crash>{on_crash}</on_crash>
+          <devices>
+            <serial type='stdio'/>
+            {extra}
+          </devices>
+        </domain>
+        """)
+
+
+class Run:
+    def __init__(self, rc, out, err, seconds):
+        self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
+
+    def guest_lines(self):
+        return [l.strip() for l in self.out.splitlines() if "GRAPPE-GUEST:" in l]
+
+    def __repr__(self):
+        tail = "\n".join(self.out.splitlines()[-40:])
+        return f"rc={self.rc} after {self.seconds:.1f}s\n--- console tail ---\n{tail}\n--- stderr ---\n{self.err[-3000:]}"
+
+
+def run_grappe(tmp_path, xml, timeout=600, args=("run",)):
+    path = os.path.join(str(tmp_path), "vm.xml")
+    with open(path, "w") as f:
+        f.write(xml)
+    t0 = time.monotonic()
+    p = subprocess.run([GRAPPE, *args, path], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=timeout)
+    return Run(p.returncode, p.stdout.decode(errors="replace"),
+               p.stderr.decode(errors="replace"), time.monotonic() - t0)
