@@ -12,6 +12,7 @@
  * every message comes back to the caller with the file and line.
  */
 #include "vmm/vm_config.h"
+#include "mgmt/cluster_xml.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -504,6 +505,18 @@ static int parse_on_crash(struct parser *p, xmlNodePtr n)
 	return parse_action(p, n, &p->cfg->on_crash, true);
 }
 
+/* <grappe:cluster>: which node runs which cell (mgmt/cluster_xml.c). */
+static int parse_cluster_metadata(struct parser *p, xmlNodePtr n)
+{
+	char err[VM_CONFIG_ERR_LEN];
+
+	if (!cluster_xml_parse(n, p->name, p->base_dir, &p->cfg->cluster, err, sizeof(err)))
+		return 0;
+	p->failed = true;
+	snprintf(p->err, VM_CONFIG_ERR_LEN, "%s", err);
+	return -1;
+}
+
 /*
  * Kept whole for the parts of grappe that read their own namespace in it
  * (cell to host mapping). Copying the element declares on the copy any
@@ -522,6 +535,8 @@ static int parse_metadata(struct parser *p, xmlNodePtr n)
 		rc = fail_oom(p);
 	xmlFreeNode(copy);
 	xmlBufferFree(buf);
+	if (!rc)
+		rc = parse_cluster_metadata(p, n);
 	return rc;
 }
 
@@ -1338,6 +1353,7 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg->cmdline);
 	free(cfg->serial_path);
 	free(cfg->metadata);
+	cluster_xml_free(&cfg->cluster);
 	free(cfg);
 }
 

@@ -41,6 +41,28 @@ struct vm_cell {
 	unsigned distance[VM_MAX_CELLS];   /* SLIT row, [0..nr_cells) valid */
 };
 
+/*
+ * Where the cells run: <metadata><grappe:cluster> (docs/cluster.md). Node i
+ * runs cell nodes[i].cell; without the element every cell is on one node.
+ */
+#define VM_MAX_NODES VM_MAX_CELLS
+#define VM_CLUSTER_NS "urn:grappe:cluster:1"
+
+struct vm_cluster_node {
+	unsigned cell;
+	char address[128];       /* host:port the node listens on */
+	uint64_t cache_bytes;    /* bound on other cells' pages held; 0 = unbounded */
+	uint64_t memory_max;     /* cgroup memory.max for the node process; 0 = none */
+};
+
+struct vm_cluster {
+	unsigned nr_nodes;       /* 0: no cluster element */
+	long line;               /* of <grappe:cluster>, for messages */
+	char transport[16];      /* "tcp" */
+	char *secret_path;       /* NULL: generated for a local cluster */
+	struct vm_cluster_node nodes[VM_MAX_NODES];
+};
+
 struct vm_config {
 	char *name;
 	char *source;            /* file the config came from, for messages */
@@ -57,6 +79,7 @@ struct vm_config {
 	enum vm_serial_type serial;
 	char *serial_path;       /* for VM_SERIAL_FILE */
 	char *metadata;          /* <metadata> serialized, NULL if absent */
+	struct vm_cluster cluster;
 };
 
 /* Maximum length of an error message from the loader. */
@@ -82,6 +105,14 @@ int vm_config_parse(const char *buf, size_t len, const char *name,
 		    struct vm_config **out, char err[VM_CONFIG_ERR_LEN],
 		    void (*warn)(void *ctx, const char *msg), void *warn_ctx);
 void vm_config_free(struct vm_config *cfg);
+
+/*
+ * Checks the cluster description against the cells (one node per cell).
+ * Returns 0, or -1 with "FILE:LINE: ..." in err.
+ */
+int vm_cluster_check(const struct vm_config *cfg, char err[VM_CONFIG_ERR_LEN]);
+/* The node that runs a cell (0 without a cluster description). */
+unsigned vm_cluster_node_of_cell(const struct vm_config *cfg, unsigned cell);
 
 /* The cell a vCPU belongs to (0 when there are no cells). */
 unsigned vm_config_vcpu_cell(const struct vm_config *cfg, unsigned vcpu);
