@@ -331,17 +331,17 @@ void lapic_write(struct lapic *l, uint32_t off, uint32_t val)
 {
 	struct lapic_state *s = &l->s;
 	struct apic_msg msg;
-	bool send = false, wake = false;
+	bool send = false, wake = false, addr_changed = false;
 	int eoi_vec = -1;
 
 	off &= 0xff0;
 	pthread_mutex_lock(&l->lock);
 	switch (off) {
-	case APIC_ID: s->id = val & 0xff000000; break;
+	case APIC_ID: s->id = val & 0xff000000; addr_changed = true; break;
 	case APIC_TPR: s->tpr = val & 0xff; wake = true; break;
 	case APIC_EOI: eoi_vec = do_eoi(l); wake = true; break;
-	case APIC_LDR: s->ldr = val & 0xff000000; break;
-	case APIC_DFR: s->dfr = val | 0x0fffffff; break;
+	case APIC_LDR: s->ldr = val & 0xff000000; addr_changed = true; break;
+	case APIC_DFR: s->dfr = val | 0x0fffffff; addr_changed = true; break;
 	case APIC_SVR:
 		s->svr = val & 0x13ff;
 		if (!sw_enabled(s))
@@ -372,30 +372,18 @@ void lapic_write(struct lapic *l, uint32_t off, uint32_t val)
 		l->ops.eoi_level(l->ops.ctx, (uint8_t)eoi_vec);
 	if (send && l->ops.send)
 		l->ops.send(l->ops.ctx, &msg);
+	if (addr_changed && l->ops.addr_changed)
+		l->ops.addr_changed(l->ops.ctx);
 	if (wake)
 		kick(l);
 }
 
 bool lapic_match_dest(struct lapic *l, const struct apic_msg *msg)
 {
-	struct lapic_state *s = &l->s;
-	uint8_t id, ldr, dest = msg->dest;
-	bool match;
+	struct lapic_addr a;
 
-	pthread_mutex_lock(&l->lock);
-	id = s->id >> 24;
-	ldr = s->ldr >> 24;
-	if (!msg->dest_logical) {
-		match = dest == 0xff || dest == id;
-	} else if ((s->dfr >> 28) == 0xf) {
-		match = (ldr & dest) != 0;	/* flat model */
-	} else {
-		/* cluster model: high nibble cluster (15 = all), low nibble members */
-		match = ((dest >> 4) == 0xf || (dest >> 4) == (ldr >> 4)) &&
-			(dest & ldr & 0xf);
-	}
-	pthread_mutex_unlock(&l->lock);
-	return match;
+	lapic_get_addr(l, &a);
+	return lapic_addr_match(&a, msg);
 }
 
 void lapic_accept(struct lapic *l, const struct apic_msg *msg)
@@ -564,4 +552,25 @@ bool lapic_has_nmi_init(struct lapic *l)
 	ev = l->s.nmi_pending || l->s.init_pending || l->s.sipi_pending;
 	pthread_mutex_unlock(&l->lock);
 	return ev;
+}
+
+void lapic_get_addr(struct lapic *l, struct lapic_addr *a)
+{
+	pthread_mutex_lock(&l->lock);
+	a->apic_id = l->s.id >> 24;
+	a->ldr = l->s.ldr;
+	a->dfr = l->s.dfr;
+	pthread_mutex_unlock(&l->lock);
+}
+
+bool lapic_addr_match(const struct lapic_addr *a, const struct apic_msg *msg)
+{
+	uint8_t ldr = a->ldr >> 24, dest = msg->dest;
+
+	if (!msg->dest_logical)
+		return dest == 0xff || dest == a->apic_id;
+	if ((a->dfr >> 28) == 0xf)
+		return (ldr & dest) != 0;	/* flat model */
+	/* cluster model: high nibble cluster (15 = all), low nibble members */
+	return ((dest >> 4) == 0xf || (dest >> 4) == (ldr >> 4)) && (dest & ldr & 0xf);
 }

@@ -35,6 +35,8 @@ struct lapic_ops {
 	/* ExtINT: is the 8259 asserting INTR, and its INTA cycle. */
 	bool (*extint_pending)(void *ctx);
 	int (*extint_ack)(void *ctx);
+	/* The APIC ID, LDR or DFR changed: other nodes route by them. */
+	void (*addr_changed)(void *ctx);
 	void *ctx;
 };
 
@@ -97,6 +99,18 @@ void lapic_write(struct lapic *l, uint32_t off, uint32_t val);
 
 /* Does a message address this APIC? (Shorthands are resolved by the bus.) */
 bool lapic_match_dest(struct lapic *l, const struct apic_msg *msg);
+/*
+ * How a LAPIC is addressed. A cluster keeps a copy for every vCPU on every
+ * node, so that a node can resolve a destination without asking.
+ */
+struct lapic_addr {
+	uint8_t apic_id;
+	uint32_t ldr;
+	uint32_t dfr;
+};
+void lapic_get_addr(struct lapic *l, struct lapic_addr *a);
+bool lapic_addr_match(const struct lapic_addr *a, const struct apic_msg *msg);
+
 /* Accepts a message addressed to this APIC. */
 void lapic_accept(struct lapic *l, const struct apic_msg *msg);
 

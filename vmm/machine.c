@@ -29,24 +29,138 @@ static const char *event_names[] = {
 	[MACHINE_EV_STOP] = "stop",
 };
 
+bool machine_vcpu_is_local(const struct machine *m, unsigned vcpu)
+{
+	return vcpu < m->nr_vcpus && m->pl.vcpu_node[vcpu] == m->pl.self;
+}
+
+static bool is_io_node(const struct machine *m)
+{
+	return m->pl.self == m->pl.io_node;
+}
+
+static int link_send(struct machine *m, unsigned dst, const struct node_msg *msg)
+{
+	if (!m->link.send)
+		return -ENOTCONN;
+	return m->link.send(m->link.ctx, dst, msg);
+}
+
 bool machine_stopping(struct machine *m)
 {
 	return __atomic_load_n(&m->stopping, __ATOMIC_ACQUIRE);
 }
 
-static void post_event(struct machine *m, enum machine_event ev, const char *msg)
+static void set_event(struct machine *m, enum machine_event ev, const char *msg,
+		      bool tell_others)
 {
+	bool first = false;
+
 	pthread_mutex_lock(&m->ev_lock);
 	if (m->event == MACHINE_EV_NONE) {
 		m->event = ev;
 		snprintf(m->ev_msg, sizeof(m->ev_msg), "%s", msg);
+		first = true;
 	}
 	pthread_cond_broadcast(&m->ev_cond);
 	pthread_mutex_unlock(&m->ev_lock);
+	/* The guest is one machine: an event on one node ends it on all. */
+	if (first && tell_others) {
+		struct node_msg nm = { .type = NODE_MSG_EVENT, .u.event.event = (uint8_t)ev };
+
+		snprintf(nm.u.event.text, sizeof(nm.u.event.text), "%s", msg);
+		for (unsigned node = 0; node < m->pl.nr_nodes; node++)
+			if (node != m->pl.self)
+				link_send(m, node, &nm);
+	}
 	/* vCPUs stop at their next exit; kick them so that happens now. */
 	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
-	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++)
+	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
+		if (!m->vcpus[i].m)
+			continue;
 		vcpu_kick(&m->vcpus[i]);
+		/* A vCPU waiting on a forwarded I/O access must notice too. */
+		pthread_mutex_lock(&m->vcpus[i].io_lock);
+		pthread_cond_broadcast(&m->vcpus[i].io_cond);
+		pthread_mutex_unlock(&m->vcpus[i].io_lock);
+	}
+}
+
+static void post_event(struct machine *m, enum machine_event ev, const char *msg)
+{
+	set_event(m, ev, msg, true);
+}
+
+void machine_peer_down(struct machine *m, unsigned node, const char *why)
+{
+	char msg[320];
+
+	snprintf(msg, sizeof(msg), "node %u is gone (%s): stopping the guest", node, why);
+	set_event(m, MACHINE_EV_ERROR, msg, true);
+}
+
+static void handle_io_req(struct machine *m, unsigned src, const struct node_msg *msg)
+{
+	struct node_msg resp = *msg;
+
+	resp.type = NODE_MSG_IO_RESP;
+	io_bus_dispatch(&m->bus, &resp.u.io);
+	if (link_send(m, src, &resp))
+		machine_fail(m, "cannot answer an I/O access from node %u", src);
+}
+
+static void handle_io_resp(struct machine *m, const struct node_msg *msg)
+{
+	unsigned i = msg->u.io.vcpu;
+	struct vcpu *v;
+
+	if (!machine_vcpu_is_local(m, i))
+		return;
+	v = &m->vcpus[i];
+	pthread_mutex_lock(&v->io_lock);
+	v->io_resp = msg->u.io;
+	v->io_done = true;
+	pthread_cond_signal(&v->io_cond);
+	pthread_mutex_unlock(&v->io_lock);
+}
+
+void machine_node_msg(struct machine *m, unsigned src, const struct node_msg *msg)
+{
+	switch (msg->type) {
+	case NODE_MSG_APIC:
+		if (machine_vcpu_is_local(m, msg->u.apic.vcpu))
+			lapic_accept(&m->vcpus[msg->u.apic.vcpu].lapic, &msg->u.apic.msg);
+		break;
+	case NODE_MSG_APIC_ID:
+		if (msg->u.apic_id.vcpu < m->nr_vcpus && !machine_vcpu_is_local(m, msg->u.apic_id.vcpu)) {
+			pthread_mutex_lock(&m->dir_lock);
+			m->apic_dir[msg->u.apic_id.vcpu] = (struct lapic_addr){
+				msg->u.apic_id.apic_id, msg->u.apic_id.ldr, msg->u.apic_id.dfr };
+			pthread_mutex_unlock(&m->dir_lock);
+		}
+		break;
+	case NODE_MSG_EOI:
+		if (is_io_node(m))
+			ioapic_eoi(&m->ioapic, msg->u.eoi.vector);
+		break;
+	case NODE_MSG_IO_REQ:
+		if (is_io_node(m) && msg->u.io.vcpu < m->nr_vcpus)
+			handle_io_req(m, src, msg);
+		break;
+	case NODE_MSG_IO_RESP:
+		handle_io_resp(m, msg);
+		break;
+	case NODE_MSG_EVENT:
+		if (msg->u.event.event > MACHINE_EV_NONE && msg->u.event.event <= MACHINE_EV_STOP) {
+			char text[NODE_MSG_TEXT_MAX + 32];
+
+			snprintf(text, sizeof(text), "%s (on node %u)", msg->u.event.text, src);
+			set_event(m, (enum machine_event)msg->u.event.event, text, false);
+		}
+		break;
+	default:
+		break;
+	}
 }
 
 void machine_request(struct machine *m, enum machine_event ev, unsigned vcpu)
@@ -73,9 +187,38 @@ const char *machine_event_message(struct machine *m)
 	return m->ev_msg;
 }
 
+/*
+ * A device on the I/O node: the vCPU waits for the answer, as it would for
+ * a slow device. The wait is bounded by the machine stopping (a dead I/O
+ * node stops the machine).
+ */
+static void remote_io(struct machine *m, struct io_req *req)
+{
+	struct vcpu *v = &m->vcpus[req->vcpu];
+	struct node_msg msg = { .type = NODE_MSG_IO_REQ, .u.io = *req };
+
+	pthread_mutex_lock(&v->io_lock);
+	v->io_done = false;
+	pthread_mutex_unlock(&v->io_lock);
+	if (link_send(m, m->pl.io_node, &msg)) {
+		machine_fail(m, "vCPU %u: cannot forward an I/O access to node %u",
+			     req->vcpu, m->pl.io_node);
+		return;
+	}
+	pthread_mutex_lock(&v->io_lock);
+	while (!v->io_done && !machine_stopping(m))
+		pthread_cond_wait(&v->io_cond, &v->io_lock);
+	if (v->io_done && !req->is_write)
+		req->data = v->io_resp.data;
+	pthread_mutex_unlock(&v->io_lock);
+}
+
 void machine_io(struct machine *m, struct io_req *req)
 {
-	io_bus_dispatch(&m->bus, req);
+	if (is_io_node(m))
+		io_bus_dispatch(&m->bus, req);
+	else
+		remote_io(m, req);
 }
 
 /* ISA IRQ n is IOAPIC pin n, except the PIT's IRQ 0 which is wired to pin 2 (MADT override). */
@@ -90,7 +233,29 @@ static void route_irq(void *ctx, unsigned gsi, int level)
 
 static void deliver_to(struct machine *m, unsigned i, const struct apic_msg *msg)
 {
-	lapic_accept(&m->vcpus[i].lapic, msg);
+	struct node_msg nm;
+
+	if (machine_vcpu_is_local(m, i)) {
+		lapic_accept(&m->vcpus[i].lapic, msg);
+		return;
+	}
+	nm = (struct node_msg){ .type = NODE_MSG_APIC, .u.apic = { .vcpu = (uint16_t)i, .msg = *msg } };
+	if (link_send(m, m->pl.vcpu_node[i], &nm))
+		machine_fail(m, "cannot deliver an interrupt to vCPU %u on node %u", i,
+			     m->pl.vcpu_node[i]);
+}
+
+/* Destination matching against the replicated APIC directory. */
+static bool vcpu_matches(struct machine *m, unsigned i, const struct apic_msg *msg)
+{
+	struct lapic_addr a;
+
+	if (machine_vcpu_is_local(m, i))
+		return lapic_match_dest(&m->vcpus[i].lapic, msg);
+	pthread_mutex_lock(&m->dir_lock);
+	a = m->apic_dir[i];
+	pthread_mutex_unlock(&m->dir_lock);
+	return lapic_addr_match(&a, msg);
 }
 
 static void apic_deliver(void *ctx, const struct apic_msg *msg)
@@ -113,21 +278,26 @@ static void apic_deliver(void *ctx, const struct apic_msg *msg)
 		break;
 	}
 	if (msg->delivery == APIC_DM_LOWEST) {
-		/* Any one of the targets will do: spread them round robin. */
+		/* Any one target will do: prefer one on this node, else round robin. */
 		unsigned start = __atomic_fetch_add(&m->lowest_prio_rr, 1, __ATOMIC_RELAXED);
+		int pick = -1;
 
 		for (unsigned k = 0; k < n; k++) {
 			unsigned i = (start + k) % n;
 
-			if (lapic_match_dest(&m->vcpus[i].lapic, msg)) {
-				deliver_to(m, i, msg);
-				return;
-			}
+			if (!vcpu_matches(m, i, msg))
+				continue;
+			if (pick < 0 || machine_vcpu_is_local(m, i))
+				pick = (int)i;
+			if (machine_vcpu_is_local(m, i))
+				break;
 		}
+		if (pick >= 0)
+			deliver_to(m, (unsigned)pick, msg);
 		return;
 	}
 	for (unsigned i = 0; i < n; i++)
-		if (lapic_match_dest(&m->vcpus[i].lapic, msg))
+		if (vcpu_matches(m, i, msg))
 			deliver_to(m, i, msg);
 }
 
@@ -138,7 +308,31 @@ void machine_apic_send(struct machine *m, const struct apic_msg *msg)
 
 void machine_eoi(struct machine *m, uint8_t vector)
 {
-	ioapic_eoi(&m->ioapic, vector);
+	struct node_msg nm = { .type = NODE_MSG_EOI, .u.eoi.vector = vector };
+
+	if (is_io_node(m))
+		ioapic_eoi(&m->ioapic, vector);
+	else if (link_send(m, m->pl.io_node, &nm))
+		machine_fail(m, "cannot forward an EOI to node %u", m->pl.io_node);
+}
+
+/* A local LAPIC's address changed: every other node must route by the new one. */
+void machine_apic_addr_changed(struct machine *m, unsigned vcpu)
+{
+	struct lapic_addr a;
+	struct node_msg nm = { .type = NODE_MSG_APIC_ID };
+
+	lapic_get_addr(&m->vcpus[vcpu].lapic, &a);
+	pthread_mutex_lock(&m->dir_lock);
+	m->apic_dir[vcpu] = a;
+	pthread_mutex_unlock(&m->dir_lock);
+	nm.u.apic_id.vcpu = (uint16_t)vcpu;
+	nm.u.apic_id.apic_id = a.apic_id;
+	nm.u.apic_id.ldr = a.ldr;
+	nm.u.apic_id.dfr = a.dfr;
+	for (unsigned node = 0; node < m->pl.nr_nodes; node++)
+		if (node != m->pl.self)
+			link_send(m, node, &nm);
 }
 
 bool machine_extint_pending(struct machine *m)
@@ -151,12 +345,12 @@ int machine_extint_ack(struct machine *m)
 	return pic_intack(&m->pic);
 }
 
-/* The 8259's INTR goes to the BSP's LINT0. */
+/* The 8259's INTR goes to the BSP's LINT0; the BSP is on the I/O node. */
 static void pic_int_out(void *ctx, int level)
 {
 	struct machine *m = ctx;
 
-	if (level && m->vcpus)
+	if (level && m->vcpus && m->vcpus[0].m)
 		vcpu_kick(&m->vcpus[0]);
 }
 
@@ -349,16 +543,48 @@ static int load_firmware_tables(struct machine *m, char *err, size_t errlen)
 	return boot_linux_load(&m->mem, &setup, &m->entry, err, errlen);
 }
 
-int machine_create(struct machine *m, const struct vm_config *cfg, int console_fd,
+void machine_placement_init(struct machine_placement *pl, const struct vm_config *cfg,
+			    unsigned self)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->self = self;
+	pl->nr_nodes = cfg->cluster.nr_nodes ? cfg->cluster.nr_nodes : 1;
+	for (unsigned i = 0; i < cfg->nr_vcpus; i++)
+		pl->vcpu_node[i] = (uint8_t)vm_cluster_node_of_cell(cfg, vm_config_vcpu_cell(cfg, i));
+	pl->io_node = pl->vcpu_node[0];
+}
+
+static int create_vcpus(struct machine *m, char *err, size_t errlen)
+{
+	m->vcpus = calloc(m->nr_vcpus, sizeof(*m->vcpus));
+	if (!m->vcpus) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		/* Until a remote LAPIC says otherwise, it has the power-on address. */
+		m->apic_dir[i] = (struct lapic_addr){ .apic_id = (uint8_t)i, .dfr = 0xffffffff };
+		if (!machine_vcpu_is_local(m, i))
+			continue;
+		if (vcpu_create(&m->vcpus[i], m, i, (uint8_t)i, &m->supported, err, errlen))
+			return -1;
+	}
+	return 0;
+}
+
+int machine_create(struct machine *m, const struct vm_config *cfg,
+		   const struct machine_placement *pl, int console_fd,
 		   char *err, size_t errlen)
 {
 	memset(m, 0, sizeof(*m));
 	m->cfg = cfg;
+	m->pl = *pl;
 	m->kvm_fd = m->vm_fd = -1;
 	m->nr_vcpus = cfg->nr_vcpus;
 	m->console.fd = console_fd;
 	pthread_mutex_init(&m->ev_lock, NULL);
 	pthread_cond_init(&m->ev_cond, NULL);
+	pthread_mutex_init(&m->dir_lock, NULL);
 	timer_queue_init(&m->tq, timer_clock_monotonic, NULL);
 
 	if (vcpu_install_kick_handler()) {
@@ -370,17 +596,19 @@ int machine_create(struct machine *m, const struct vm_config *cfg, int console_f
 			 (unsigned long long)cfg->mem_bytes);
 		return -1;
 	}
-	if (setup_kvm(m, err, errlen) || setup_devices(m, err, errlen) ||
-	    load_firmware_tables(m, err, errlen))
+	if (setup_kvm(m, err, errlen))
 		return -1;
-	m->vcpus = calloc(m->nr_vcpus, sizeof(*m->vcpus));
-	if (!m->vcpus) {
-		snprintf(err, errlen, "out of memory");
+	if (is_io_node(m) && setup_devices(m, err, errlen))
 		return -1;
-	}
-	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		if (vcpu_create(&m->vcpus[i], m, i, (uint8_t)i, &m->supported, err, errlen))
-			return -1;
+	return create_vcpus(m, err, errlen);
+}
+
+int machine_load(struct machine *m, char *err, size_t errlen)
+{
+	if (!is_io_node(m))
+		return 0;
+	if (load_firmware_tables(m, err, errlen))
+		return -1;
 	if (vcpu_set_boot_entry(&m->vcpus[0], &m->entry)) {
 		snprintf(err, errlen, "vCPU 0: cannot set the boot state: %s", strerror(errno));
 		return -1;
@@ -397,6 +625,8 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 		return -1;
 	}
 	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		if (!m->vcpus[i].m)
+			continue;
 		ret = vcpu_start(&m->vcpus[i]);
 		if (ret) {
 			snprintf(err, errlen, "cannot start vCPU %u: %s", i, strerror(-ret));
@@ -418,7 +648,8 @@ enum machine_event machine_run(struct machine *m)
 	pthread_mutex_unlock(&m->ev_lock);
 	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		vcpu_join(&m->vcpus[i]);
+		if (m->vcpus[i].m)
+			vcpu_join(&m->vcpus[i]);
 	timer_queue_stop(&m->tq);
 	return ev;
 }
@@ -433,7 +664,8 @@ void machine_destroy(struct machine *m)
 	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
 	if (m->vcpus) {
 		for (unsigned i = 0; i < m->nr_vcpus; i++)
-			vcpu_join(&m->vcpus[i]);
+			if (m->vcpus[i].m)
+				vcpu_join(&m->vcpus[i]);
 	}
 	timer_queue_stop(&m->tq);
 	if (m->vcpus) {
@@ -458,6 +690,7 @@ void machine_destroy(struct machine *m)
 		close(m->kvm_fd);
 	guest_mem_destroy(&m->mem);
 	timer_queue_destroy(&m->tq);
+	pthread_mutex_destroy(&m->dir_lock);
 	pthread_cond_destroy(&m->ev_cond);
 	pthread_mutex_destroy(&m->ev_lock);
 }

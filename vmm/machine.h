@@ -14,6 +14,7 @@
 #include "vmm/guest_mem.h"
 #include "vmm/i8042.h"
 #include "vmm/io.h"
+#include "vmm/node_msg.h"
 #include "vmm/ioapic.h"
 #include "vmm/irq.h"
 #include "vmm/pic.h"
@@ -46,6 +47,23 @@ struct console_out {
 	int fd;
 };
 
+/*
+ * How this node reaches the others: the cluster glue (vmm/cluster.c) sends
+ * node messages over the fabric. NULL send: a machine alone on one node.
+ */
+struct node_link {
+	int (*send)(void *ctx, unsigned dst, const struct node_msg *msg);
+	void *ctx;
+};
+
+/* Which node runs what. */
+struct machine_placement {
+	unsigned self;
+	unsigned nr_nodes;
+	unsigned io_node;                 /* devices live here: the BSP's node */
+	uint8_t vcpu_node[VM_MAX_VCPUS];
+};
+
 struct machine {
 	const struct vm_config *cfg;
 	int kvm_fd;
@@ -67,7 +85,11 @@ struct machine {
 	struct console_out console;
 	bool devices_ready;
 	struct cpuid_table supported;
-	struct vcpu *vcpus;
+	struct vcpu *vcpus;       /* all vCPUs; only this node's have vcpus[i].m set */
+	struct machine_placement pl;
+	struct node_link link;
+	pthread_mutex_t dir_lock;
+	struct lapic_addr apic_dir[VM_MAX_VCPUS]; /* every vCPU's APIC address */
 	struct boot_entry entry;
 	uint64_t rsdp_gpa;
 	unsigned lowest_prio_rr;   /* round robin for lowest-priority delivery */
@@ -79,12 +101,29 @@ struct machine {
 	int stopping;              /* atomic */
 };
 
+/* Where each vCPU runs for this config, seen from node 'self'. */
+void machine_placement_init(struct machine_placement *pl, const struct vm_config *cfg,
+			    unsigned self);
+
 /*
- * Builds the machine described by cfg and loads the kernel. The serial
+ * Builds this node's part of the machine described by cfg: KVM, guest RAM
+ * (untouched), its vCPUs and, on the I/O node, the devices. The serial
  * console writes to console_fd. Returns 0, or -1 with a message in err.
  */
-int machine_create(struct machine *m, const struct vm_config *cfg, int console_fd,
+int machine_create(struct machine *m, const struct vm_config *cfg,
+		   const struct machine_placement *pl, int console_fd,
 		   char *err, size_t errlen);
+/*
+ * On the I/O node: writes ACPI tables and the kernel into guest RAM and
+ * points the BSP at it. In a cluster guest RAM is under the DSM by then.
+ */
+int machine_load(struct machine *m, char *err, size_t errlen);
+/* A message from another node's machine (called by the cluster glue). */
+void machine_node_msg(struct machine *m, unsigned src, const struct node_msg *msg);
+/* A peer node is gone: the guest cannot go on. */
+void machine_peer_down(struct machine *m, unsigned node, const char *why);
+bool machine_vcpu_is_local(const struct machine *m, unsigned vcpu);
+void machine_apic_addr_changed(struct machine *m, unsigned vcpu);
 void machine_destroy(struct machine *m);
 int machine_start(struct machine *m, char *err, size_t errlen);
 /* Waits for the first event (poweroff, reset, error...), then stops every vCPU. */

@@ -184,6 +184,7 @@ static int run_vm(struct node *n)
 	char err[512];
 
 	for (;;) {
+		struct machine_placement pl;
 		enum machine_event ev;
 		enum vm_action act;
 
@@ -192,7 +193,9 @@ static int run_vm(struct node *n)
 			pthread_mutex_unlock(&n->lock);
 			return 0;
 		}
-		if (machine_create(&n->m, n->cfg, n->console_fd, err, sizeof(err)) ||
+		machine_placement_init(&pl, n->cfg, 0);
+		if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, sizeof(err)) ||
+		    machine_load(&n->m, err, sizeof(err)) ||
 		    machine_start(&n->m, err, sizeof(err))) {
 			n->machine_live = true; /* so destroy runs */
 			pthread_mutex_unlock(&n->lock);

@@ -46,7 +46,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct lapic_ops ops = { kick, send, eoi, ext_pending, ext_ack, &f->r };
+	struct lapic_ops ops = { kick, send, eoi, ext_pending, ext_ack, NULL, &f->r };
 
 	timer_queue_init(&f->q, NULL, NULL);
 	f->r.eoi_vec = -1;
@@ -239,7 +239,7 @@ static void test_init_sipi(void **state)
 	struct timer_queue q;
 	struct lapic ap;
 	struct rec r = { .eoi_vec = -1 };
-	struct lapic_ops ops = { kick, send, eoi, ext_pending, ext_ack, &r };
+	struct lapic_ops ops = { kick, send, eoi, ext_pending, ext_ack, NULL, &r };
 	struct lapic_events ev;
 	struct apic_msg init = { .delivery = APIC_DM_INIT, .level = 1 };
 	struct apic_msg deassert = { .delivery = APIC_DM_INIT, .level = 0, .trigger_level = 1 };

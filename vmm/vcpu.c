@@ -67,6 +67,13 @@ static int lapic_extint_ack_cb(void *ctx)
 	return machine_extint_ack(v->m);
 }
 
+static void lapic_addr_changed_cb(void *ctx)
+{
+	struct vcpu *v = ctx;
+
+	machine_apic_addr_changed(v->m, v->index);
+}
+
 static int save_arch_state(struct vcpu *v, struct vcpu_arch_state *st)
 {
 	if (ioctl(v->fd, KVM_GET_REGS, &st->regs) < 0 ||
@@ -94,6 +101,7 @@ int vcpu_create(struct vcpu *v, struct machine *m, unsigned index, uint8_t apic_
 		.eoi_level = lapic_eoi_cb,
 		.extint_pending = lapic_extint_pending_cb,
 		.extint_ack = lapic_extint_ack_cb,
+		.addr_changed = lapic_addr_changed_cb,
 		.ctx = v,
 	};
 	int mmap_size;
@@ -104,6 +112,8 @@ int vcpu_create(struct vcpu *v, struct machine *m, unsigned index, uint8_t apic_
 	v->fd = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
+	pthread_mutex_init(&v->io_lock, NULL);
+	pthread_cond_init(&v->io_cond, NULL);
 	lapic_init(&v->lapic, index, apic_id, index == 0, &m->tq, &ops);
 
 	v->fd = ioctl(m->vm_fd, KVM_CREATE_VCPU, index);
@@ -139,6 +149,8 @@ void vcpu_destroy(struct vcpu *v)
 		close(v->fd);
 	pthread_cond_destroy(&v->cond);
 	pthread_mutex_destroy(&v->lock);
+	pthread_cond_destroy(&v->io_cond);
+	pthread_mutex_destroy(&v->io_lock);
 }
 
 static void set_seg(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code64)

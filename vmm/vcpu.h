@@ -47,6 +47,11 @@ struct vcpu {
 	int in_guest;           /* atomic: inside KVM_RUN */
 	uint64_t cr8;           /* the CR8 given to the last KVM_RUN */
 	struct vcpu_stats stats;
+	/* A device access forwarded to the I/O node waits here for its answer. */
+	pthread_mutex_t io_lock;
+	pthread_cond_t io_cond;
+	bool io_done;
+	struct io_req io_resp;
 };
 
 /* Creates the KVM vCPU; 'apic_id' and the supported CPUID shape what it sees. */
