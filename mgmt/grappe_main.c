@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * grappe: the command line. `grappe run VM.xml` starts the VM's nodes on
- * this machine (one node until the cluster work lands) and exits with the
- * VM's status.
+ * this machine and exits with the VM's status.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -11,14 +10,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mgmt/launcher.h"
+#include "vmm/vm_config.h"
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: grappe run VM.xml\n"
+	fprintf(f, "usage: grappe run [--netns] VM.xml\n"
 		   "\n"
 		   "  run VM.xml   boot the virtual machine a libvirt domain XML describes;\n"
 		   "               the guest's serial console is on stdout by default.\n"
-		   "               Exit status: 0 guest powered off, 1 guest crashed or VMM\n"
-		   "               error, 2 invalid input.\n");
+		   "               With a <grappe:cluster> in its metadata, one grappe-node\n"
+		   "               per cell is started for every node address on this machine.\n"
+		   "  --netns      put each node in its own network namespace (veth + bridge),\n"
+		   "               as if each were a separate host; needs root.\n"
+		   "\n"
+		   "Exit status: 0 guest powered off, 1 guest crashed or VMM error,\n"
+		   "2 invalid input.\n");
 }
 
 /* grappe-node lives next to grappe. */
@@ -34,9 +41,18 @@ static int node_path(char *out, size_t len)
 	return 0;
 }
 
+static void warn_cb(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "grappe: %s\n", msg);
+}
+
 int main(int argc, char **argv)
 {
-	char node[PATH_MAX];
+	struct launch_opts o = { 0 };
+	struct vm_config *cfg;
+	char node[PATH_MAX], err[VM_CONFIG_ERR_LEN];
+	int i = 2, status;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(argc < 2 ? stderr : stdout);
@@ -47,15 +63,37 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (argc != 3) {
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--netns")) {
+			o.netns = true;
+		} else {
+			fprintf(stderr, "grappe: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (i != argc - 1) {
 		usage(stderr);
 		return 2;
 	}
+	o.xml_path = argv[i];
 	if (node_path(node, sizeof(node))) {
 		fprintf(stderr, "grappe: cannot find grappe-node: %s\n", strerror(errno));
 		return 1;
 	}
-	execl(node, "grappe-node", argv[2], (char *)NULL);
-	fprintf(stderr, "grappe: cannot run %s: %s\n", node, strerror(errno));
-	return 1;
+	o.node_bin = node;
+	/* Checked here once so that a bad file is one message, not one per node. */
+	if (vm_config_load(o.xml_path, &cfg, err, warn_cb, NULL) ||
+	    vm_cluster_check(cfg, err)) {
+		fprintf(stderr, "grappe: %s\n", err);
+		return 2;
+	}
+	if (o.netns && !cfg->cluster.nr_nodes) {
+		fprintf(stderr, "grappe: --netns needs a <grappe:cluster> in the domain's metadata\n");
+		vm_config_free(cfg);
+		return 2;
+	}
+	status = launcher_run(cfg, &o);
+	vm_config_free(cfg);
+	return status;
 }
