@@ -637,6 +637,20 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
+void machine_stop_vcpus(struct machine *m)
+{
+	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
+		if (!m->vcpus[i].m)
+			continue;
+		pthread_mutex_lock(&m->vcpus[i].io_lock);
+		pthread_cond_broadcast(&m->vcpus[i].io_cond);
+		pthread_mutex_unlock(&m->vcpus[i].io_lock);
+		vcpu_join(&m->vcpus[i]);
+	}
+	timer_queue_stop(&m->tq);
+}
+
 enum machine_event machine_run(struct machine *m)
 {
 	enum machine_event ev;
@@ -646,11 +660,7 @@ enum machine_event machine_run(struct machine *m)
 		pthread_cond_wait(&m->ev_cond, &m->ev_lock);
 	ev = m->event;
 	pthread_mutex_unlock(&m->ev_lock);
-	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
-	for (unsigned i = 0; i < m->nr_vcpus; i++)
-		if (m->vcpus[i].m)
-			vcpu_join(&m->vcpus[i]);
-	timer_queue_stop(&m->tq);
+	machine_stop_vcpus(m);
 	return ev;
 }
 
@@ -661,13 +671,7 @@ void machine_stop(struct machine *m, const char *why)
 
 void machine_destroy(struct machine *m)
 {
-	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
-	if (m->vcpus) {
-		for (unsigned i = 0; i < m->nr_vcpus; i++)
-			if (m->vcpus[i].m)
-				vcpu_join(&m->vcpus[i]);
-	}
-	timer_queue_stop(&m->tq);
+	machine_stop_vcpus(m);
 	if (m->vcpus) {
 		for (unsigned i = 0; i < m->nr_vcpus; i++)
 			if (m->vcpus[i].m)

@@ -129,6 +129,8 @@ int machine_start(struct machine *m, char *err, size_t errlen);
 /* Waits for the first event (poweroff, reset, error...), then stops every vCPU. */
 enum machine_event machine_run(struct machine *m);
 const char *machine_event_message(struct machine *m);
+/* Stops and joins this node's vCPU threads and the timer thread; idempotent. */
+void machine_stop_vcpus(struct machine *m);
 /* Asks a running machine to stop (from a signal-watching thread). */
 void machine_stop(struct machine *m, const char *why);
 

@@ -16,11 +16,18 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "vmm/cluster.h"
 #include "vmm/machine.h"
 #include "vmm/vm_config.h"
 
+/* Exit status asking `grappe run` to restart every node (on_reboot=restart). */
+#define NODE_EXIT_RESTART 3
+
 struct node {
 	struct vm_config *cfg;
+	struct cluster_opts copts;
+	bool clustered;
+	struct cluster *cluster;
 	struct machine m;
 	int console_fd;
 	int input_fd;
@@ -38,8 +45,41 @@ static void warn_cb(void *ctx, const char *msg)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: grappe-node [--quiet] VM.xml\n"
-		   "Runs the virtual machine that the libvirt domain XML describes.\n");
+	fprintf(f, "usage: grappe-node [--node N | --listen ADDR] [--secret FILE]\n"
+		   "                   [--peer N=ADDR]... VM.xml\n"
+		   "Runs the virtual machine that the libvirt domain XML describes, or, when\n"
+		   "its metadata has a <grappe:cluster>, this host's node of it:\n"
+		   "  --node N       run node N of the cluster\n"
+		   "  --listen ADDR  run the node whose address is ADDR (host:port)\n"
+		   "  --secret FILE  the cluster secret (32 bytes, mode 0600)\n"
+		   "  --peer N=ADDR  reach node N at ADDR instead of the XML's address\n");
+}
+
+/* Starts this node's part: machine, then fabric and DSM, then the kernel. */
+static int bring_up(struct node *n, char *err, size_t errlen)
+{
+	struct machine_placement pl;
+
+	machine_placement_init(&pl, n->cfg, n->copts.self);
+	if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, errlen))
+		return -1;
+	if (n->clustered && cluster_attach(&n->cluster, &n->m, n->cfg, &n->copts, err, errlen))
+		return -1;
+	if (machine_load(&n->m, err, errlen))
+		return -1;
+	if (n->clustered && cluster_start_guest(n->cluster, err, errlen))
+		return -1;
+	return machine_start(&n->m, err, errlen);
+}
+
+static void tear_down(struct node *n)
+{
+	/* vCPUs first: they may be waiting on the fabric. */
+	machine_stop_vcpus(&n->m);
+	if (n->cluster)
+		cluster_detach(n->cluster);
+	n->cluster = NULL;
+	machine_destroy(&n->m);
 }
 
 static int open_console(struct node *n)
@@ -154,6 +194,52 @@ static void tty_restore(struct node *n)
 		tcsetattr(STDIN_FILENO, TCSANOW, &n->saved_tty);
 }
 
+static const char *node_tag(struct node *n)
+{
+	static __thread char tag[24];
+
+	snprintf(tag, sizeof(tag), " %u", n->copts.self);
+	return tag;
+}
+
+/* "N=ADDR" */
+static int parse_peer(struct node *n, const char *arg)
+{
+	char *end;
+	unsigned long id = strtoul(arg, &end, 10);
+
+	if (end == arg || *end != '=' || id >= VM_MAX_NODES || !end[1])
+		return -1;
+	n->copts.peer_addr[id] = end + 1;
+	return 0;
+}
+
+/* Which node am I: --node, or the node whose address --listen names. */
+static int pick_node(struct node *n, long node, const char *listen)
+{
+	const struct vm_cluster *c = &n->cfg->cluster;
+
+	if (listen) {
+		for (unsigned i = 0; i < c->nr_nodes; i++)
+			if (!strcmp(c->nodes[i].address, listen))
+				node = (long)i;
+		if (node < 0) {
+			fprintf(stderr, "grappe-node: --listen %s: no <grappe:node> has that address\n",
+				listen);
+			return -1;
+		}
+	}
+	if (node < 0)
+		node = 0;
+	if ((unsigned long)node >= c->nr_nodes) {
+		fprintf(stderr, "grappe-node: --node %ld: the cluster has %u node(s)\n", node,
+			c->nr_nodes);
+		return -1;
+	}
+	n->copts.self = (unsigned)node;
+	return 0;
+}
+
 /* What to do after an event, by the domain's on_* settings. */
 static enum vm_action action_for(const struct vm_config *cfg, enum machine_event ev)
 {
@@ -184,7 +270,6 @@ static int run_vm(struct node *n)
 	char err[512];
 
 	for (;;) {
-		struct machine_placement pl;
 		enum machine_event ev;
 		enum vm_action act;
 
@@ -193,15 +278,12 @@ static int run_vm(struct node *n)
 			pthread_mutex_unlock(&n->lock);
 			return 0;
 		}
-		machine_placement_init(&pl, n->cfg, 0);
-		if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, sizeof(err)) ||
-		    machine_load(&n->m, err, sizeof(err)) ||
-		    machine_start(&n->m, err, sizeof(err))) {
+		if (bring_up(n, err, sizeof(err))) {
 			n->machine_live = true; /* so destroy runs */
 			pthread_mutex_unlock(&n->lock);
 			fprintf(stderr, "grappe-node: %s\n", err);
 			pthread_mutex_lock(&n->lock);
-			machine_destroy(&n->m);
+			tear_down(n);
 			n->machine_live = false;
 			pthread_mutex_unlock(&n->lock);
 			return 1;
@@ -212,16 +294,19 @@ static int run_vm(struct node *n)
 		ev = machine_run(&n->m);
 		act = action_for(n->cfg, ev);
 		if (ev != MACHINE_EV_POWEROFF)
-			fprintf(stderr, "\ngrappe-node: %s: %s\n", n->cfg->name,
-				machine_event_message(&n->m));
+			fprintf(stderr, "\ngrappe-node%s: %s: %s\n", n->clustered ? node_tag(n) : "",
+				n->cfg->name, machine_event_message(&n->m));
 		pthread_mutex_lock(&n->lock);
-		machine_destroy(&n->m);
+		tear_down(n);
 		n->machine_live = false;
 		pthread_mutex_unlock(&n->lock);
 
 		if (ev == MACHINE_EV_ERROR || ev == MACHINE_EV_STOP)
 			return exit_status(ev);
 		if (act == VM_ACTION_RESTART || act == VM_ACTION_RENAME_RESTART) {
+			/* A cluster restarts as a whole: the launcher starts every node again. */
+			if (n->clustered)
+				return NODE_EXIT_RESTART;
 			fprintf(stderr, "grappe-node: %s: restarting\n", n->cfg->name);
 			continue;
 		}
@@ -239,8 +324,14 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "secret", required_argument, NULL, 's' },
+		{ "peer", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *listen = NULL;
+	long node_id = -1;
 	struct node n;
 	char err[VM_CONFIG_ERR_LEN];
 	pthread_t sig_thr, in_thr;
@@ -248,22 +339,70 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int c, status;
 
+	memset(&n, 0, sizeof(n));
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (c == 'h') {
+		char *end;
+
+		switch (c) {
+		case 'h':
 			usage(stdout);
 			return 0;
+		case 'n':
+			node_id = strtol(optarg, &end, 10);
+			if (*end || end == optarg || node_id < 0) {
+				fprintf(stderr, "grappe-node: --node needs a node number\n");
+				return 2;
+			}
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 's':
+			n.copts.secret_path = optarg;
+			break;
+		case 'p':
+			if (parse_peer(&n, optarg)) {
+				fprintf(stderr, "grappe-node: --peer needs N=HOST:PORT, got '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		default:
+			usage(stderr);
+			return 2;
 		}
-		usage(stderr);
-		return 2;
 	}
 	if (optind != argc - 1) {
 		usage(stderr);
 		return 2;
 	}
-	memset(&n, 0, sizeof(n));
 	pthread_mutex_init(&n.lock, NULL);
 	if (vm_config_load(argv[optind], &n.cfg, err, warn_cb, NULL)) {
 		fprintf(stderr, "grappe-node: %s\n", err);
+		return 2;
+	}
+	if (vm_cluster_check(n.cfg, err)) {
+		fprintf(stderr, "grappe-node: %s\n", err);
+		vm_config_free(n.cfg);
+		return 2;
+	}
+	n.clustered = n.cfg->cluster.nr_nodes > 0;
+	if (n.clustered) {
+		if (pick_node(&n, node_id, listen)) {
+			vm_config_free(n.cfg);
+			return 2;
+		}
+		if (!n.copts.secret_path)
+			n.copts.secret_path = n.cfg->cluster.secret_path;
+		if (!n.copts.secret_path) {
+			fprintf(stderr, "grappe-node: a cluster node needs --secret FILE or "
+				"secret='...' in <grappe:cluster>\n");
+			vm_config_free(n.cfg);
+			return 2;
+		}
+	} else if (node_id > 0 || listen) {
+		fprintf(stderr, "grappe-node: --node/--listen need a <grappe:cluster> in the "
+			"domain's metadata\n");
+		vm_config_free(n.cfg);
 		return 2;
 	}
 	if (!n.cfg->kernel) {
@@ -272,6 +411,9 @@ int main(int argc, char **argv)
 		vm_config_free(n.cfg);
 		return 2;
 	}
+	/* In a cluster the devices, and so the console, are on the BSP's node. */
+	if (n.clustered && n.copts.self != vm_cluster_node_of_cell(n.cfg, vm_config_vcpu_cell(n.cfg, 0)))
+		n.cfg->serial = VM_SERIAL_NONE;
 	n.console_fd = open_console(&n);
 	if (n.console_fd == -2) {
 		vm_config_free(n.cfg);
