@@ -7,7 +7,7 @@
 
 SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
 CC        ?= gcc
-PKGS      := libxml-2.0
+PKGS      := libxml-2.0 libsodium
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -93,7 +93,7 @@ guest: all
 
 # Everything that boots a guest runs inside the lab (docs/testing.md).
 system-check: all guest
-	ci/lab --timeout 1500 -- python3 -m pytest -q -x tests/
+	ci/lab --cpus 1 --timeout 1500 -- python3 -m pytest -q tests/
 
 check: deps all unit-check fuzz-check model-check system-check
 

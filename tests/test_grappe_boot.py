@@ -1,19 +1,11 @@
 """Boot Debian's stock cloud kernel under grappe (one node) in the lab."""
-import os
-
 import pytest
 
 from grappe_helpers import domain_xml, run_grappe
 
 
-def require_kvm():
-    if not os.path.exists("/dev/kvm"):
-        pytest.fail("no /dev/kvm: guest-booting tests must run inside ci/lab")
-
-
 @pytest.mark.parametrize("vcpus,cells", [(1, 1), (2, 2), (4, 2)])
-def test_smp_guest(tmp_path, vcpus, cells):
-    require_kvm()
+def test_smp_guest(tmp_path, kvm, guest_image, vcpus, cells):
     r = run_grappe(tmp_path, domain_xml(vcpus=vcpus, cells=cells, cmdline="grappe.test=smp"))
     lines = r.guest_lines()
     assert f"GRAPPE-GUEST: cpus={vcpus} nodes={cells}" in lines, r
@@ -22,8 +14,7 @@ def test_smp_guest(tmp_path, vcpus, cells):
     assert r.rc == 0, r
 
 
-def test_guest_panic_exits_nonzero(tmp_path):
-    require_kvm()
+def test_guest_panic_exits_nonzero(tmp_path, kvm, guest_image):
     r = run_grappe(tmp_path, domain_xml(vcpus=1, cmdline="grappe.test=panic"))
     assert r.rc == 1, r
     assert "panic" in r.err, r
