@@ -29,8 +29,38 @@ def cells_xml(vcpus, cells, mem_mib):
     return "<cpu><numa>" + "".join(out) + "</numa></cpu>"
 
 
+def cluster_xml(nodes, base_port=7100, node_attrs=None):
+    """<metadata> placing cell i on node i, all on this machine."""
+    if nodes <= 0:
+        return ""
+    attrs = node_attrs or {}
+    rows = "".join(
+        f"<grappe:node cell='{i}' address='127.0.0.1:{base_port + i}' {attrs.get(i, '')}/>"
+        for i in range(nodes))
+    return ("<metadata><grappe:cluster xmlns:grappe='urn:grappe:cluster:1' transport='tcp'>"
+            + rows + "</grappe:cluster></metadata>")
+
+
+def free_port_base(n):
+    """A run of n free TCP ports on loopback (tests may run back to back)."""
+    import socket
+    for base in range(20000 + (os.getpid() % 200) * 50, 60000, 50):
+        ok = True
+        for p in range(base, base + n):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free ports")
+
+
 def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
-               on_crash="destroy", extra=""):
+               on_crash="destroy", extra="", nodes=0, node_attrs=None):
     # quiet: in the lab every console byte costs emulated exits (as for QEMU).
     cmd = f"console=ttyS0 panic=-1 quiet {cmdline}".strip()
     return textwrap.dedent(f"""\
@@ -52,6 +82,7 @@ def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
             <serial type='stdio'/>
             {extra}
           </devices>
+          {cluster_xml(nodes, free_port_base(nodes) if nodes else 0, node_attrs)}
         </domain>
         """)
 
@@ -68,12 +99,26 @@ class Run:
         return f"rc={self.rc} after {self.seconds:.1f}s\n--- console tail ---\n{tail}\n--- stderr ---\n{self.err[-3000:]}"
 
 
-def run_grappe(tmp_path, xml, timeout=600, args=("run",)):
+def write_xml(tmp_path, xml):
     path = os.path.join(str(tmp_path), "vm.xml")
     with open(path, "w") as f:
         f.write(xml)
+    return path
+
+
+def run_grappe(tmp_path, xml, timeout=600, args=("run",)):
+    path = write_xml(tmp_path, xml)
     t0 = time.monotonic()
     p = subprocess.run([GRAPPE, *args, path], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=timeout)
     return Run(p.returncode, p.stdout.decode(errors="replace"),
                p.stderr.decode(errors="replace"), time.monotonic() - t0)
+
+
+def children(pid):
+    """PIDs of a process's children (the nodes grappe run started)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []

@@ -29,6 +29,10 @@ struct cluster {
 	bool clock_set;
 	bool failed;
 	char fail_msg[256];
+	/* A peer that left on purpose: why it left should arrive shortly. */
+	struct vtimer grace;
+	unsigned left_peer;
+	char left_why[160];
 };
 
 static uint64_t realtime_ns(void)
@@ -87,9 +91,33 @@ static void on_frame(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 		machine_node_msg(c->m, src, &msg);
 }
 
+/*
+ * A node that leaves on purpose does so because the guest stopped (a
+ * poweroff, say) — but the event that says so comes from the node that saw
+ * it, over another connection, and may arrive after the departure. Give it
+ * a moment before calling the departure a failure; the first event wins.
+ */
+#define LEAVE_GRACE_NS (3 * 1000000000ULL)
+
+static void grace_expired(void *opaque, uint64_t now)
+{
+	struct cluster *c = opaque;
+
+	machine_peer_down(c->m, c->left_peer, c->left_why);
+}
+
 static void on_peer_down(void *ctx, unsigned peer, const char *why)
 {
 	struct cluster *c = ctx;
+
+	if (strstr(why, "node left") && !machine_stopping(c->m)) {
+		pthread_mutex_lock(&c->lock);
+		c->left_peer = peer;
+		snprintf(c->left_why, sizeof(c->left_why), "%s", why);
+		pthread_mutex_unlock(&c->lock);
+		vtimer_mod(&c->grace, timer_queue_now(&c->m->tq) + LEAVE_GRACE_NS);
+		return;
+	}
 
 	pthread_mutex_lock(&c->lock);
 	c->failed = true;
@@ -151,6 +179,7 @@ int cluster_attach(struct cluster **out, struct machine *m, const struct vm_conf
 	c->m = m;
 	c->self = o->self;
 	c->nr_nodes = cfg->cluster.nr_nodes;
+	vtimer_init(&c->grace, &m->tq, grace_expired, c);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	if (make_fabric(c, cfg, o, err, errlen))
@@ -212,6 +241,7 @@ void cluster_detach(struct cluster *c)
 	/* The fabric goes first: no callback may run into a freed DSM. */
 	if (c->f)
 		fabric_destroy(c->f);
+	vtimer_del(&c->grace);
 	cluster_ram_destroy(c->ram);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
