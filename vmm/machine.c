@@ -12,8 +12,10 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "blockdev/file_store.h"    /* [issue #4: PCI + virtio-blk] */
 #include "vmm/acpi.h"
 #include "vmm/machine.h"
+#include "vmm/virtio_blk.h"         /* [issue #4] */
 
 #define KVM_TSS_GPA      0xfffbd000ULL
 #define KVM_IDMAP_GPA    0xfffbc000ULL
@@ -99,14 +101,21 @@ void machine_peer_down(struct machine *m, unsigned node, const char *why)
 	set_event(m, MACHINE_EV_ERROR, msg, true);
 }
 
-static void handle_io_req(struct machine *m, unsigned src, const struct node_msg *msg)
+/* On the I/O worker thread (vmm/io_worker.h says why not on the receive thread). */
+static void run_remote_io(void *ctx, unsigned src, struct io_req *req)
 {
-	struct node_msg resp = *msg;
+	struct machine *m = ctx;
+	struct node_msg resp = { .type = NODE_MSG_IO_RESP, .u.io = *req };
 
-	resp.type = NODE_MSG_IO_RESP;
 	io_bus_dispatch(&m->bus, &resp.u.io);
 	if (link_send(m, src, &resp))
 		machine_fail(m, "cannot answer an I/O access from node %u", src);
+}
+
+static void handle_io_req(struct machine *m, unsigned src, const struct node_msg *msg)
+{
+	if (io_worker_push(&m->io_worker, src, &msg->u.io))
+		machine_fail(m, "too many I/O accesses queued from node %u", src);
 }
 
 static void handle_io_resp(struct machine *m, const struct node_msg *msg)
@@ -485,6 +494,62 @@ mem_fail:
 	return -1;
 }
 
+/* ---- [issue #4: PCI + virtio-blk] the PCI bus and the disks on it ---- */
+
+static void device_log(void *ctx, const char *msg)
+{
+	fprintf(stderr, "grappe-node: %s\n", msg);
+}
+
+static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, size_t errlen)
+{
+	static const enum file_store_cache cache[] = {
+		[VM_DISK_CACHE_DEFAULT] = FILE_STORE_WRITEBACK,
+		[VM_DISK_CACHE_NONE] = FILE_STORE_NONE,
+		[VM_DISK_CACHE_WRITEBACK] = FILE_STORE_WRITEBACK,
+		[VM_DISK_CACHE_WRITETHROUGH] = FILE_STORE_WRITETHROUGH,
+		[VM_DISK_CACHE_DIRECTSYNC] = FILE_STORE_DIRECTSYNC,
+		[VM_DISK_CACHE_UNSAFE] = FILE_STORE_UNSAFE,
+	};
+	struct file_store_opts fo = { .read_only = d->readonly, .cache = cache[d->cache] };
+	struct virtio_blk_opts bo = {
+		.name = d->target, .serial = d->serial, .discard = d->discard,
+		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
+	};
+	char why[384];
+
+	if (file_store_open(d->path, &fo, &bo.bd, why, sizeof(why)) ||
+	    virtio_blk_create(&m->disks[m->nr_disks], &m->pci, &bo, why, sizeof(why))) {
+		snprintf(err, errlen, "%s:%ld: disk %s: %s", m->cfg->source, d->line, d->target, why);
+		return -1;
+	}
+	m->nr_disks++;
+	return 0;
+}
+
+static int setup_pci(struct machine *m, char *err, size_t errlen)
+{
+	pci_bus_init(&m->pci, &m->irq, &m->apic_bus);
+	if (pci_bus_register(&m->pci, &m->bus)) {
+		snprintf(err, errlen, "PCI ranges overlap (a bug in the machine model)");
+		return -1;
+	}
+	for (unsigned i = 0; i < m->cfg->nr_disks; i++)
+		if (setup_disk(m, &m->cfg->disks[i], err, errlen))
+			return -1;
+	return 0;
+}
+
+static void destroy_pci(struct machine *m)
+{
+	for (unsigned i = 0; i < m->nr_disks; i++)
+		virtio_blk_destroy(m->disks[i]);
+	m->nr_disks = 0;
+	pci_bus_destroy(&m->pci);
+}
+
+/* ---- end of [issue #4] ---- */
+
 static int setup_devices(struct machine *m, char *err, size_t errlen)
 {
 	struct acpi_pm_ops pm_ops = { .poweroff = pm_poweroff, .reset = pm_reset, .ctx = m };
@@ -516,7 +581,7 @@ static int setup_devices(struct machine *m, char *err, size_t errlen)
 		snprintf(err, errlen, "device ranges overlap (a bug in the machine model)");
 		return -1;
 	}
-	return 0;
+	return setup_pci(m, err, errlen);	/* [issue #4] */
 }
 
 static int load_firmware_tables(struct machine *m, char *err, size_t errlen)
@@ -600,6 +665,11 @@ int machine_create(struct machine *m, const struct vm_config *cfg,
 		return -1;
 	if (is_io_node(m) && setup_devices(m, err, errlen))
 		return -1;
+	if (is_io_node(m) && m->pl.nr_nodes > 1 &&
+	    io_worker_start(&m->io_worker, run_remote_io, m)) {
+		snprintf(err, errlen, "cannot start the I/O worker thread");
+		return -1;
+	}
 	return create_vcpus(m, err, errlen);
 }
 
@@ -672,6 +742,7 @@ void machine_stop(struct machine *m, const char *why)
 void machine_destroy(struct machine *m)
 {
 	machine_stop_vcpus(m);
+	io_worker_stop(&m->io_worker);
 	if (m->vcpus) {
 		for (unsigned i = 0; i < m->nr_vcpus; i++)
 			if (m->vcpus[i].m)
@@ -680,6 +751,7 @@ void machine_destroy(struct machine *m)
 		m->vcpus = NULL;
 	}
 	if (m->devices_ready) {
+		destroy_pci(m);		/* [issue #4]: before guest RAM goes */
 		pit_destroy(&m->pit);
 		rtc_destroy(&m->rtc);
 		acpi_pm_destroy(&m->pm);

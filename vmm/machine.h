@@ -14,7 +14,9 @@
 #include "vmm/guest_mem.h"
 #include "vmm/i8042.h"
 #include "vmm/io.h"
+#include "vmm/io_worker.h"
 #include "vmm/node_msg.h"
+#include "vmm/pci.h"             /* [issue #4: PCI + virtio-blk] */
 #include "vmm/ioapic.h"
 #include "vmm/irq.h"
 #include "vmm/pic.h"
@@ -82,12 +84,17 @@ struct machine {
 	struct acpi_pm pm;
 	struct i8042 kbd;
 	struct pvpanic pvpanic;
+	/* [issue #4: PCI + virtio-blk] vmm/pci.c, vmm/virtio_blk.c, docs/devices.md */
+	struct pci_bus pci;
+	struct virtio_blk *disks[VM_MAX_DISKS];
+	unsigned nr_disks;
 	struct console_out console;
 	bool devices_ready;
 	struct cpuid_table supported;
 	struct vcpu *vcpus;       /* all vCPUs; only this node's have vcpus[i].m set */
 	struct machine_placement pl;
 	struct node_link link;
+	struct io_worker io_worker;   /* I/O node of a cluster: forwarded accesses */
 	pthread_mutex_t dir_lock;
 	struct lapic_addr apic_dir[VM_MAX_VCPUS]; /* every vCPU's APIC address */
 	struct boot_entry entry;
