@@ -7,7 +7,7 @@
 
 SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
 CC        ?= gcc
-PKGS      := libxml-2.0 libsodium
+PKGS      := libxml-2.0 libsodium json-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -65,11 +65,18 @@ $(B)/tests/$(notdir $(1:.c=)): $(1) $(B)/lib/libgrappe-asan.a
 endef
 $(foreach t,$(TEST_SRCS),$(eval $(call test_rule,$(t))))
 
+# The library is compiled once with fuzzer instrumentation and shared by
+# every target.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
+$(B)/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
 define fuzz_rule
-$(B)/fuzz/$(notdir $(1:.c=)): $(1) $(LIB_SRCS)
+$(B)/fuzz/$(notdir $(1:.c=)): $(1) $(FUZZ_OBJS)
 	@mkdir -p $$(dir $$@)
-	clang -std=gnu11 -g -O1 -I. $$(PKG_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-		$$< $(LIB_SRCS) $$(LDLIBS) -o $$@
+	clang $$(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $$< $(FUZZ_OBJS) $$(LDLIBS) -o $$@
 endef
 $(foreach f,$(FUZZ_SRCS),$(eval $(call fuzz_rule,$(f))))
 
@@ -79,10 +86,15 @@ unit-check: $(TESTS)
 FUZZ_SECONDS ?= 20
 fuzz-check: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
-		n=$$(basename $$f); mkdir -p $(B)/fuzz-corpus/$$n; \
+		n=$$(basename $$f); mkdir -p $(B)/fuzz-corpus/$$n $(B)/fuzz-logs; \
 		seeds=$$(ls -d tests/fuzz-seeds/$$n 2>/dev/null || true); \
 		echo "== $$f ($(FUZZ_SECONDS)s)"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 $(B)/fuzz-corpus/$$n $$seeds 2>&1 | tail -3; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+			-artifact_prefix=$(B)/fuzz-logs/$$n- $(B)/fuzz-corpus/$$n $$seeds \
+			>$(B)/fuzz-logs/$$n.log 2>&1; then \
+			tail -40 $(B)/fuzz-logs/$$n.log; echo "fuzz-check: $$n failed"; exit 1; \
+		fi; \
+		tail -1 $(B)/fuzz-logs/$$n.log; \
 	done
 
 model-check:
