@@ -27,7 +27,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
 TESTS     := $(foreach t,$(TEST_SRCS),$(B)/tests/$(notdir $(t:.c=)))
 FUZZERS   := $(foreach f,$(FUZZ_SRCS),$(B)/fuzz/$(notdir $(f:.c=)))
-PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe
+PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench
 
 .PHONY: all check unit-check fuzz-check model-check system-check guest lab demo bench deps clean soak
 all: $(PROGS)
@@ -53,6 +53,10 @@ $(B)/bin/grappe-node: vmm/node_main.c $(B)/lib/libgrappe.a
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 
 $(B)/bin/grappe: mgmt/grappe_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+
+$(B)/bin/fabric-bench: fabric/fabric_bench_main.c $(B)/lib/libgrappe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 

@@ -40,7 +40,7 @@
 #define LOG_PER_SEC 20
 #define MAX_EVENTS 64
 
-enum ep_kind { EP_LISTEN, EP_WAKE, EP_CONN, EP_PEER };
+enum ep_kind { EP_LISTEN, EP_WAKE, EP_CONN, EP_PEER, EP_WATCH };
 
 struct ep_tag {
 	enum ep_kind kind;
@@ -79,6 +79,7 @@ struct peer {
 	struct frame_tx tx;
 	struct outq q;
 	bool pollout;
+	uint64_t tx_progress_ms;         /* when the socket last took bytes */
 	_Atomic uint64_t last_tx_ms;
 	/* receiving: receive thread only */
 	struct frame_rx rx;
@@ -100,6 +101,14 @@ struct conn {
 	char remote_str[TCP_ADDR_STR];
 	struct handshake hs;
 	struct conn *next;
+};
+
+/* An fd of an upper layer watched by the receive thread. */
+struct watch {
+	struct ep_tag tag;
+	int fd;                          /* -1: free slot */
+	fabric_fd_cb cb;
+	void *ctx;
 };
 
 struct fabric {
@@ -124,8 +133,16 @@ struct fabric {
 	pthread_mutex_t log_lock;
 	uint64_t log_sec;
 	unsigned log_count, log_dropped;
+	/* held by the receive thread while it runs a watch callback */
+	pthread_mutex_t watch_lock;
+	struct watch watches[FABRIC_MAX_WATCH];
 	struct peer peers[FABRIC_MAX_NODES];
 };
+
+static bool on_loop_thread(const struct fabric *f)
+{
+	return f->running && pthread_equal(pthread_self(), f->thread);
+}
 
 static uint64_t now_ns(void)
 {
@@ -140,7 +157,8 @@ static uint64_t now_ms(void)
 	return now_ns() / 1000000u;
 }
 
-static void fabric_log(struct fabric *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fabric_log(struct fabric *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /*
  * Refusals are logged, and anyone who can reach the port can cause them:
@@ -248,6 +266,7 @@ static void tx_flush(struct peer *p)
 		}
 		p->q.off += (size_t)n;
 		p->q.len -= (size_t)n;
+		p->tx_progress_ms = now_ms();
 	}
 	if (!p->q.len)
 		p->q.off = 0;
@@ -275,23 +294,31 @@ static int tx_queue(struct peer *p, const struct iovec *v, int cnt, size_t skip)
 	return 0;
 }
 
-/* Application threads wait while the queue is long; the receive thread never does. */
+static struct timespec ms_to_ts(uint64_t ms)
+{
+	return (struct timespec){ .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+}
+
+/*
+ * Application threads wait while the queue is long; the receive thread
+ * never does. A peer that reads slowly is alive: only dead_ms without the
+ * socket taking a single byte means it stopped reading.
+ */
 static int tx_wait_room(struct fabric *f, struct peer *p, bool may_wait)
 {
-	struct timespec dl;
-	uint64_t ns;
-
 	if (!may_wait || p->q.len <= OUTQ_SOFT)
 		return 0;
-	ns = now_ns() + (uint64_t)f->dead_ms * 1000000u;
-	dl.tv_sec = (time_t)(ns / 1000000000u);
-	dl.tv_nsec = (long)(ns % 1000000000u);
 	while (p->fd >= 0 && !p->tx_broken && p->q.len > OUTQ_SOFT) {
-		if (pthread_cond_timedwait(&p->tx_cond, &p->tx_lock, &dl) == ETIMEDOUT) {
+		uint64_t deadline = p->tx_progress_ms + f->dead_ms;
+		struct timespec dl = ms_to_ts(deadline);
+
+		if (now_ms() >= deadline ||
+		    (pthread_cond_timedwait(&p->tx_cond, &p->tx_lock, &dl) == ETIMEDOUT &&
+		     now_ms() >= p->tx_progress_ms + f->dead_ms)) {
 			char why[160];
 
-			snprintf(why, sizeof(why), "peer stopped reading (%zu bytes queued for %u ms)",
-				 p->q.len, f->dead_ms);
+			snprintf(why, sizeof(why), "peer stopped reading (%zu bytes queued, none "
+				 "taken for %u ms)", p->q.len, f->dead_ms);
 			tx_break(p, why);
 			return -ETIMEDOUT;
 		}
@@ -307,8 +334,8 @@ static int tx_state_err(const struct peer *p)
 }
 
 /* Seals and sends (or queues) one frame. */
-static int xmit(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id,
-		const struct iovec *iov, int iovcnt, bool may_wait)
+static int xmit_locked(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id,
+		       const struct iovec *iov, int iovcnt, bool may_wait)
 {
 	uint8_t hdr[FRAME_HDR_LEN];
 	struct iovec v[FRAME_IOV_MAX + 1];
@@ -317,7 +344,6 @@ static int xmit(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id
 	ssize_t n = 0;
 	int rc;
 
-	pthread_mutex_lock(&p->tx_lock);
 	rc = tx_state_err(p);
 	if (!rc)
 		rc = tx_wait_room(f, p, may_wait);
@@ -344,6 +370,8 @@ static int xmit(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id
 		}
 		if (n < 0)
 			n = 0;
+		else
+			p->tx_progress_ms = now_ms();
 	}
 	if ((size_t)n < total) {
 		rc = tx_queue(p, v, iovcnt + 1, (size_t)n);
@@ -358,8 +386,27 @@ static int xmit(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id
 	atomic_fetch_add_explicit(&p->frames_tx, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&p->bytes_tx, total, memory_order_relaxed);
 out:
+	return rc;
+}
+
+static int xmit(struct fabric *f, struct peer *p, uint16_t type, uint64_t req_id,
+		const struct iovec *iov, int iovcnt, bool may_wait)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->tx_lock);
+	rc = xmit_locked(f, p, type, req_id, iov, iovcnt, may_wait);
 	pthread_mutex_unlock(&p->tx_lock);
 	return rc;
+}
+
+/* A heartbeat is not needed while another thread holds the lock to send. */
+static void send_heartbeat(struct fabric *f, struct peer *p)
+{
+	if (pthread_mutex_trylock(&p->tx_lock))
+		return;
+	xmit_locked(f, p, FRAME_TYPE_HEARTBEAT, 0, NULL, 0, false);
+	pthread_mutex_unlock(&p->tx_lock);
 }
 
 int fabric_sendv(struct fabric *f, unsigned dst, uint16_t type, uint64_t req_id,
@@ -368,8 +415,7 @@ int fabric_sendv(struct fabric *f, unsigned dst, uint16_t type, uint64_t req_id,
 	if (dst >= f->n || dst == f->self || type < FRAME_TYPE_USER || iovcnt < 0 ||
 	    iovcnt > FRAME_IOV_MAX)
 		return -EINVAL;
-	return xmit(f, &f->peers[dst], type, req_id, iov, iovcnt,
-		    !f->running || !pthread_equal(pthread_self(), f->thread));
+	return xmit(f, &f->peers[dst], type, req_id, iov, iovcnt, !on_loop_thread(f));
 }
 
 int fabric_send(struct fabric *f, unsigned dst, uint16_t type, uint64_t req_id,
@@ -508,9 +554,15 @@ static bool peer_readable(struct fabric *f, struct peer *p)
 	return false;
 }
 
+/*
+ * The receive thread must not queue behind application threads sending in
+ * a loop (mutexes are not fair, and its heartbeats would stop): if one holds
+ * the lock, it flushes the queue itself.
+ */
 static void peer_writable(struct peer *p)
 {
-	pthread_mutex_lock(&p->tx_lock);
+	if (pthread_mutex_trylock(&p->tx_lock))
+		return;
 	if (p->fd >= 0)
 		tx_flush(p);
 	pthread_mutex_unlock(&p->tx_lock);
@@ -680,6 +732,7 @@ static void conn_promote(struct fabric *f, struct conn *c, const uint8_t *rest, 
 	p->fd = fd;
 	p->was_up = true;
 	p->pollout = false;
+	p->tx_progress_ms = now_ms();
 	/* The handshake's last words go out before any frame. */
 	out_len = hs_output(&c->hs, &out);
 	if (out_len && outq_append(&p->q, out, out_len))
@@ -865,6 +918,16 @@ static void peer_timers(struct fabric *f, struct peer *p, uint64_t now, uint64_t
 	if (p->state != PEER_UP)
 		return;
 	if (now - p->last_rx_ms >= f->dead_ms) {
+		struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+
+		/*
+		 * Bytes waiting means we were slow (a long callback), not that the
+		 * peer was silent: read them first.
+		 */
+		if (poll(&pfd, 1, 0) > 0) {
+			*next = now;
+			return;
+		}
 		snprintf(why, sizeof(why), "no traffic for %" PRIu64 " ms", now - p->last_rx_ms);
 		peer_down(f, p, why);
 		return;
@@ -873,7 +936,7 @@ static void peer_timers(struct fabric *f, struct peer *p, uint64_t now, uint64_t
 	/* Other threads' sends count: a busy link needs no heartbeat. */
 	last_tx = atomic_load(&p->last_tx_ms);
 	if (last_tx <= now && now - last_tx >= f->hb_ms) {
-		xmit(f, p, FRAME_TYPE_HEARTBEAT, 0, NULL, 0, false);
+		send_heartbeat(f, p);
 		last_tx = now;
 	}
 	*next = min64(*next, last_tx + f->hb_ms);
@@ -922,6 +985,18 @@ static bool handle_event(struct fabric *f, const struct epoll_event *ev)
 		else if (ev->events & EPOLLOUT)
 			conn_writable(f, t->obj);
 		return false;
+	case EP_WATCH: {
+		struct watch *w = t->obj;
+		bool ran = false;
+
+		pthread_mutex_lock(&f->watch_lock);
+		if (w->fd >= 0 && w->cb) {
+			w->cb(w->ctx, w->fd, ev->events);
+			ran = true;
+		}
+		pthread_mutex_unlock(&f->watch_lock);
+		return ran;
+	}
 	case EP_PEER: {
 		struct peer *p = t->obj;
 
@@ -1076,6 +1151,7 @@ static void fabric_free(struct fabric *f)
 	pthread_mutex_destroy(&f->lock);
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->log_lock);
+	pthread_mutex_destroy(&f->watch_lock);
 	sodium_memzero(f, sizeof(*f));
 	free(f);
 }
@@ -1112,6 +1188,11 @@ int fabric_create(const struct fabric_config *cfg, const struct fabric_ops *ops,
 	f->addr_check = !cfg->no_addr_check;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->log_lock, NULL);
+	pthread_mutex_init(&f->watch_lock, NULL);
+	for (unsigned i = 0; i < FABRIC_MAX_WATCH; i++) {
+		f->watches[i].fd = -1;
+		f->watches[i].tag = (struct ep_tag){ .kind = EP_WATCH, .obj = &f->watches[i] };
+	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	/* Every wait has a deadline on the monotonic clock. */
@@ -1215,6 +1296,64 @@ int fabric_start(struct fabric *f, unsigned timeout_ms, char *err, size_t errlen
 	if (rc)
 		describe_missing(f, timeout_ms, err, errlen);
 	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int fabric_watch_fd(struct fabric *f, int fd, uint32_t events, fabric_fd_cb cb, void *ctx)
+{
+	struct epoll_event ev = { .events = events };
+	struct watch *w = NULL;
+	bool locked = !on_loop_thread(f);
+	int rc = 0;
+
+	if (fd < 0 || !cb)
+		return -EINVAL;
+	if (locked)
+		pthread_mutex_lock(&f->watch_lock);
+	for (unsigned i = 0; i < FABRIC_MAX_WATCH; i++) {
+		if (f->watches[i].fd == fd) {
+			rc = -EEXIST;
+			goto out;
+		}
+		if (!w && f->watches[i].fd < 0)
+			w = &f->watches[i];
+	}
+	if (!w) {
+		rc = -ENOSPC;
+		goto out;
+	}
+	ev.data.ptr = &w->tag;
+	if (epoll_ctl(f->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		rc = -errno;
+		goto out;
+	}
+	w->cb = cb;
+	w->ctx = ctx;
+	w->fd = fd;
+out:
+	if (locked)
+		pthread_mutex_unlock(&f->watch_lock);
+	return rc;
+}
+
+int fabric_unwatch_fd(struct fabric *f, int fd)
+{
+	bool locked = !on_loop_thread(f);
+	int rc = -ENOENT;
+
+	/* Taking the lock waits for a callback in progress on the receive thread. */
+	if (locked)
+		pthread_mutex_lock(&f->watch_lock);
+	for (unsigned i = 0; i < FABRIC_MAX_WATCH; i++) {
+		if (fd >= 0 && f->watches[i].fd == fd) {
+			epoll_ctl(f->epfd, EPOLL_CTL_DEL, fd, NULL);
+			f->watches[i].fd = -1;
+			f->watches[i].cb = NULL;
+			rc = 0;
+		}
+	}
+	if (locked)
+		pthread_mutex_unlock(&f->watch_lock);
 	return rc;
 }
 

@@ -115,6 +115,21 @@ int fabric_sendv(struct fabric *f, unsigned dst, uint16_t type, uint64_t req_id,
 		 const struct iovec *iov, int iovcnt);
 bool fabric_peer_up(const struct fabric *f, unsigned node);
 
+/*
+ * The node's one event loop (DESIGN.md: fabric, userfaultfd and timers):
+ * another fd can be watched by the receive thread, so that, e.g., the DSM
+ * resolves faults on the same thread that receives pages, without a
+ * cross-thread wake-up. cb runs on the receive thread with the epoll
+ * events that fired (level-triggered), under the same rules as on_frame.
+ * Up to FABRIC_MAX_WATCH fds. Returns 0, or -ENOSPC, -EEXIST or the
+ * epoll_ctl error.
+ */
+#define FABRIC_MAX_WATCH 16
+typedef void (*fabric_fd_cb)(void *ctx, int fd, uint32_t events);
+int fabric_watch_fd(struct fabric *f, int fd, uint32_t events, fabric_fd_cb cb, void *ctx);
+/* After this returns, cb is not called again for fd (also from inside a callback). */
+int fabric_unwatch_fd(struct fabric *f, int fd);
+
 struct fabric_peer_stats {
 	uint64_t frames_tx, bytes_tx, frames_rx, bytes_rx;
 	uint64_t queued;      /* bytes waiting for the socket */
@@ -123,7 +138,8 @@ void fabric_peer_stats(struct fabric *f, unsigned node, struct fabric_peer_stats
 
 /*
  * Tells the peers this node is leaving, stops the receive thread (no
- * callback runs after this returns) and frees everything.
+ * callback runs after this returns) and frees everything. No other thread
+ * may be using f by then.
  */
 void fabric_destroy(struct fabric *f);
 

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@
 #define T_ECHO_REPLY 0x302
 #define T_PAGE 0x303
 #define T_PLAIN 0x304     /* counted only */
+#define T_STALL 0x305     /* the callback sleeps for 1.5 s */
 
 static const uint8_t secret[FABRIC_SECRET_LEN] = "grappe test cluster secret 12345";
 static const uint8_t wrong[FABRIC_SECRET_LEN] = "some other cluster's secret 9876";
@@ -71,6 +74,11 @@ static uint8_t pattern(unsigned src, uint32_t thread, uint32_t counter, size_t k
 	return (uint8_t)(src * 31 + thread * 7 + counter + k);
 }
 
+static uint32_t next_of(struct node *n, unsigned src, unsigned th)
+{
+	return __atomic_load_n(&n->next[src][th], __ATOMIC_RELAXED);
+}
+
 static void check_data(struct node *n, unsigned src, const uint8_t *p, size_t len)
 {
 	uint32_t th, ctr;
@@ -88,7 +96,8 @@ static void check_data(struct node *n, unsigned src, const uint8_t *p, size_t le
 		n->errors++;
 		return;
 	}
-	n->next[src][th]++;
+	/* Written here, read by the test thread: atomically, for TSan. */
+	__atomic_store_n(&n->next[src][th], ctr + 1, __ATOMIC_RELAXED);
 	for (size_t k = 8; k < len; k++) {
 		if (p[k] != pattern(src, th, ctr, k)) {
 			n->errors++;
@@ -126,6 +135,9 @@ static void on_frame(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 		n->pages++;
 		break;
 	case T_PLAIN:
+		break;
+	case T_STALL:
+		usleep(1500 * 1000);
 		break;
 	default:
 		n->errors++;
@@ -212,6 +224,8 @@ static struct fabric_ops ops_for(struct node *n)
 }
 
 /* Creates nr endpoints on ephemeral ports and tells each the others' ports. */
+static unsigned dead_ms_of[MAXN];   /* per node, 0: config()'s */
+
 static void mesh_create(unsigned nr, unsigned busy_poll_us)
 {
 	char err[512], addr[MAXN][32];
@@ -223,6 +237,8 @@ static void mesh_create(unsigned nr, unsigned busy_poll_us)
 		node_reset(&nodes[i], i);
 		ops = ops_for(&nodes[i]);
 		c.busy_poll_us = busy_poll_us;
+		if (dead_ms_of[i])
+			c.dead_ms = dead_ms_of[i];
 		if (fabric_create(&c, &ops, &nodes[i].f, err, sizeof(err)))
 			fail_msg("fabric_create: %s", err);
 		snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u", fabric_local_port(nodes[i].f));
@@ -313,7 +329,7 @@ static void test_all_to_all(void **state)
 		assert_true(WAIT_FOR(nodes[i].echo_replies == nr - 1, 5000));
 		for (unsigned j = 0; j < nr; j++)
 			if (i != j)
-				assert_true(WAIT_FOR(nodes[i].next[j][0] == per, 5000));
+				assert_true(WAIT_FOR(next_of(&nodes[i], j, 0) == per, 5000));
 		assert_int_equal(nodes[i].errors, 0);
 		assert_int_equal(nodes[i].nr_down, 0);
 	}
@@ -373,16 +389,18 @@ static void test_bursts(void **state)
 			pthread_create(&t[i][k], NULL, burst_thread, &a[i][k]);
 		}
 	}
+	/* All joined before any assertion: a failure must not leave them running. */
 	for (unsigned i = 0; i < nr; i++)
-		for (unsigned k = 0; k < threads; k++) {
+		for (unsigned k = 0; k < threads; k++)
 			pthread_join(t[i][k], NULL);
+	for (unsigned i = 0; i < nr; i++)
+		for (unsigned k = 0; k < threads; k++)
 			assert_int_equal(a[i][k].failures, 0);
-		}
 	for (unsigned i = 0; i < nr; i++) {
 		unsigned src = (i + nr - 1) % nr;
 
 		for (unsigned k = 0; k < threads; k++)
-			assert_true(WAIT_FOR(nodes[i].next[src][k] == per_thread, 20000));
+			assert_true(WAIT_FOR(next_of(&nodes[i], src, k) == per_thread, 20000));
 		assert_int_equal(nodes[i].errors, 0);
 		assert_int_equal(nodes[i].nr_down, 0);
 	}
@@ -462,6 +480,26 @@ static void test_destroy_one(void **state)
 			assert_int_equal(nodes[i].errors, 0);
 		}
 	mesh_destroy(nr);
+}
+
+/*
+ * A callback that stalls the receive thread longer than dead_ms: the peer,
+ * whose heartbeats wait in the socket, is not declared dead for it.
+ */
+static void test_slow_callback(void **state)
+{
+	(void)state;
+	dead_ms_of[1] = 5000;           /* node 1 tolerates node 0's stall */
+	mesh_create(2, 0);
+	dead_ms_of[1] = 0;
+	mesh_start(2, NULL);
+	assert_int_equal(fabric_send(nodes[1].f, 0, T_STALL, 0, NULL, 0), 0);
+	usleep(1700 * 1000);
+	assert_int_equal(nodes[0].nr_down, 0);
+	assert_int_equal(nodes[1].nr_down, 0);
+	assert_int_equal(fabric_send(nodes[0].f, 1, T_ECHO, 0ull << 32 | 1, "echo!", 5), 0);
+	assert_true(WAIT_FOR(nodes[0].echo_replies == 1, 3000));
+	mesh_destroy(2);
 }
 
 /* ---- fake peers: a raw socket driving the handshake by hand -------------- */
@@ -778,6 +816,7 @@ static void test_slow_reader(void **state)
 	assert_true(now_ms() - t0 < 5000);
 	assert_true(WAIT_FOR(nodes[0].down[1] == 1, 2000));
 	assert_non_null(strstr(nodes[0].down_why[1], "peer stopped reading"));
+	assert_non_null(strstr(nodes[0].down_why[1], "none taken for 2000 ms"));
 	assert_int_equal(fabric_send(nodes[0].f, 1, T_PLAIN, 0, "x", 1), -EPIPE);
 	b.stop = true;
 	pthread_join(t, NULL);
@@ -816,10 +855,10 @@ static void test_echo_storm(void **state)
 	mesh_start(2, NULL);
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i], NULL, echo_thread, &a[i]);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
 		assert_int_equal(a[i].failures, 0);
-	}
 	for (int i = 0; i < 2; i++) {
 		assert_true(WAIT_FOR(nodes[i].echo_replies == count, 10000));
 		assert_int_equal(nodes[i].errors, 0);
@@ -981,6 +1020,58 @@ static void test_ipv6(void **state)
 	mesh_destroy(2);
 }
 
+struct watched {
+	struct fabric *f;
+	atomic_uint calls;
+	uint64_t sum;
+};
+
+/* An eventfd watched by the receive thread; its callback sends a frame. */
+static void on_eventfd(void *ctx, int fd, uint32_t events)
+{
+	struct watched *w = ctx;
+	uint64_t v;
+
+	if (!(events & EPOLLIN) || read(fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	w->sum += v;
+	w->calls++;
+	fabric_send(w->f, 1, T_ECHO, 0ull << 32 | 1, "echo!", 5);
+}
+
+static void test_watch_fd(void **state)
+{
+	struct watched w = { 0 };
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), fds[FABRIC_MAX_WATCH + 1];
+	uint64_t one = 1;
+
+	(void)state;
+	mesh_create(2, 0);
+	w.f = nodes[0].f;
+	assert_int_equal(fabric_watch_fd(nodes[0].f, efd, EPOLLIN, on_eventfd, &w), 0);
+	assert_int_equal(fabric_watch_fd(nodes[0].f, efd, EPOLLIN, on_eventfd, &w), -EEXIST);
+	mesh_start(2, NULL);
+	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
+	assert_true(WAIT_FOR(nodes[0].echo_replies == 1, 3000));
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(fabric_unwatch_fd(nodes[0].f, efd), 0);
+	assert_int_equal(fabric_unwatch_fd(nodes[0].f, efd), -ENOENT);
+	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
+	usleep(100 * 1000);
+	assert_int_equal(w.calls, 1);
+	/* A bounded table. */
+	for (int i = 0; i <= FABRIC_MAX_WATCH; i++) {
+		fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		assert_int_equal(fabric_watch_fd(nodes[0].f, fds[i], EPOLLIN, on_eventfd, &w),
+				 i < FABRIC_MAX_WATCH ? 0 : -ENOSPC);
+	}
+	for (int i = 0; i <= FABRIC_MAX_WATCH; i++)
+		close(fds[i]);
+	close(efd);
+	assert_int_equal(nodes[0].errors, 0);
+	mesh_destroy(2);
+}
+
 /* An idle mesh sleeps: heartbeats only, no spinning. */
 static void test_idle_cpu(void **state)
 {
@@ -1011,6 +1102,7 @@ int main(void)
 		cmocka_unit_test(test_sendv_page),
 		cmocka_unit_test(test_send_errors),
 		cmocka_unit_test(test_destroy_one),
+		cmocka_unit_test(test_slow_callback),
 		cmocka_unit_test(test_fake_peers),
 		cmocka_unit_test(test_garbage_after_auth),
 		cmocka_unit_test(test_silent_peer),
@@ -1021,6 +1113,7 @@ int main(void)
 		cmocka_unit_test(test_start_timeout),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_ipv6),
+		cmocka_unit_test(test_watch_fd),
 		cmocka_unit_test(test_idle_cpu),
 	};
 
