@@ -10,12 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mgmt/control_client.h"
 #include "mgmt/launcher.h"
 #include "vmm/vm_config.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: grappe run [--netns] VM.xml\n"
+		   "       grappe qmp SOCKET|VM:NODE COMMAND [JSON-ARGS]\n"
+		   "       grappe stats [--json] SOCKET|DIR|VM-NAME...\n"
 		   "\n"
 		   "  run VM.xml   boot the virtual machine a libvirt domain XML describes;\n"
 		   "               the guest's serial console is on stdout by default.\n"
@@ -23,6 +26,10 @@ static void usage(FILE *f)
 		   "               per cell is started for every node address on this machine.\n"
 		   "  --netns      put each node in its own network namespace (veth + bridge),\n"
 		   "               as if each were a separate host; needs root.\n"
+		   "  qmp          send one command to a node's control socket and print\n"
+		   "               the reply (docs/control.md)\n"
+		   "  stats        DSM faults and traffic, hot pages and vCPU exits of each\n"
+		   "               node; a VM name means all of its nodes' sockets\n"
 		   "\n"
 		   "Exit status: 0 guest powered off, 1 guest crashed or VMM error,\n"
 		   "2 invalid input.\n");
@@ -58,6 +65,10 @@ int main(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
 	}
+	if (!strcmp(argv[1], "qmp"))
+		return control_cmd_qmp(argc - 1, argv + 1, stdout, stderr);
+	if (!strcmp(argv[1], "stats"))
+		return control_cmd_stats(argc - 1, argv + 1, stdout, stderr);
 	if (strcmp(argv[1], "run") != 0) {
 		fprintf(stderr, "grappe: unknown command '%s'\n", argv[1]);
 		usage(stderr);
