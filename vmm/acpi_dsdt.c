@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "vmm/acpi.h"
+#include "vmm/pci.h"
 #include "vmm/pvpanic.h"
 
 #define AML_MAX_DEPTH 8
@@ -273,7 +274,7 @@ static void device_begin(struct aml *a, const char *path)
 
 /* A resource template is built apart: its Buffer needs the size first. */
 struct res {
-	uint8_t b[64];
+	uint8_t b[96];
 	size_t n;
 };
 
@@ -410,6 +411,96 @@ static void pvpanic_device(struct aml *a)
 	pkg_end(a);
 }
 
+/* ---- PCI host bridge (vmm/pci.c; docs/devices.md) ---- */
+
+/* Large resource descriptors (6.4.3.5): Word and DWord Address Space. */
+#define RES_WORD_ADDR   0x88
+#define RES_DWORD_ADDR  0x87
+#define ADDR_MEMORY     0
+#define ADDR_IO         1
+#define ADDR_BUS        2
+/* General flags: ResourceProducer, PosDecode, MinFixed, MaxFixed. */
+#define ADDR_FIXED      0x0c
+#define IO_ENTIRE_RANGE 0x03
+#define MEM_RW_UNCACHED 0x01
+
+/* WordBusNumber / WordIO (min..max, no translation). */
+static void res_word_addr(struct res *r, uint8_t type, uint8_t tflags, uint16_t min,
+			  uint16_t max)
+{
+	uint16_t len = (uint16_t)(max - min + 1);
+	const uint8_t d[16] = {
+		RES_WORD_ADDR, 13, 0, type, ADDR_FIXED, tflags,
+		0, 0,                                   /* granularity */
+		(uint8_t)min, (uint8_t)(min >> 8),
+		(uint8_t)max, (uint8_t)(max >> 8),
+		0, 0,                                   /* translation */
+		(uint8_t)len, (uint8_t)(len >> 8),
+	};
+
+	res_put(r, d, sizeof(d));
+}
+
+/* DWordMemory (min..max, non-cacheable, read-write). */
+static void res_dword_mem(struct res *r, uint32_t min, uint32_t max)
+{
+	uint32_t len = max - min + 1;
+	uint8_t d[26] = { RES_DWORD_ADDR, 23, 0, ADDR_MEMORY, ADDR_FIXED, MEM_RW_UNCACHED };
+
+	for (unsigned i = 0; i < 4; i++) {
+		d[10 + i] = (uint8_t)(min >> (8 * i));
+		d[14 + i] = (uint8_t)(max >> (8 * i));
+		d[22 + i] = (uint8_t)(len >> (8 * i));
+	}
+	res_put(r, d, sizeof(d));
+}
+
+/*
+ * _PRT: INTA of slot s goes straight to GSI 16 + s % 8 (Source 0, so
+ * level-triggered, active low). Every function of ours uses INTA.
+ */
+static void pci_prt(struct aml *a)
+{
+	emit1(a, AML_NAME);
+	name_string(a, "_PRT");
+	emit1(a, AML_PACKAGE);
+	pkg_begin(a);
+	emit1(a, PCI_MAX_SLOTS);
+	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
+		emit1(a, AML_PACKAGE);
+		pkg_begin(a);
+		emit1(a, 4);
+		integer(a, (uint64_t)s << 16 | 0xffff);    /* any function of slot s */
+		integer(a, 0);                              /* INTA */
+		integer(a, 0);                              /* a GSI, no link device */
+		integer(a, PCI_INTX_GSI_BASE + s % PCI_INTX_NR_GSI);
+		pkg_end(a);
+	}
+	pkg_end(a);
+}
+
+/*
+ * The host bridge: bus 0, the I/O and MMIO windows its BARs live in. The
+ * config ports 0xCF8-0xCFF are not in _CRS (Linux reserves them itself).
+ */
+static void pci_host_bridge(struct aml *a)
+{
+	struct res r = { .n = 0 };
+
+	device_begin(a, "PCI0");
+	name_eisaid(a, "_HID", "PNP0A03");
+	name_int(a, "_ADR", 0);
+	name_int(a, "_UID", 0);
+	res_word_addr(&r, ADDR_BUS, 0, 0, 0);
+	res_word_addr(&r, ADDR_IO, IO_ENTIRE_RANGE, PCI_IO_BASE, PCI_IO_END - 1);
+	res_dword_mem(&r, (uint32_t)PCI_MMIO_BASE, (uint32_t)(PCI_MMIO_END - 1));
+	name_crs(a, &r);
+	pci_prt(a);
+	pkg_end(a);
+}
+
+/* ---- end of PCI host bridge ---- */
+
 /* \_S5: {PM1a SLP_TYP, PM1b SLP_TYP, reserved, reserved}; no PM1b block. */
 static void sleep_s5(struct aml *a)
 {
@@ -443,6 +534,7 @@ long acpi_dsdt_aml(const struct acpi_machine *m, uint8_t *out, size_t cap)
 	rtc_device(&a);
 	com1_device(&a);
 	pvpanic_device(&a);
+	pci_host_bridge(&a);	/* PCI: vmm/pci.c */
 	pkg_end(&a);
 	if (!a.err && a.depth)
 		a.err = -EINVAL;

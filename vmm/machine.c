@@ -707,6 +707,14 @@ int machine_start(struct machine *m, char *err, size_t errlen)
 	return 0;
 }
 
+void machine_pause(struct machine *m, bool pause)
+{
+	__atomic_store_n(&m->paused, pause, __ATOMIC_RELEASE);
+	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++)
+		if (m->vcpus[i].m)
+			vcpu_kick(&m->vcpus[i]);
+}
+
 void machine_stop_vcpus(struct machine *m)
 {
 	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);

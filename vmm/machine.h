@@ -45,6 +45,8 @@ enum machine_event {
 	MACHINE_EV_STOP,         /* the host asked us to stop (signal) */
 };
 
+struct json_object;
+
 struct console_out {
 	int fd;
 };
@@ -106,6 +108,10 @@ struct machine {
 	enum machine_event event;
 	char ev_msg[512];
 	int stopping;              /* atomic */
+	int paused;                /* atomic: QMP stop */
+	/* Adds cluster figures (DSM, fabric) to query-grappe-stats. */
+	void (*stats_hook)(void *ctx, struct json_object *out);
+	void *stats_ctx;
 };
 
 /* Where each vCPU runs for this config, seen from node 'self'. */
@@ -136,6 +142,9 @@ int machine_start(struct machine *m, char *err, size_t errlen);
 /* Waits for the first event (poweroff, reset, error...), then stops every vCPU. */
 enum machine_event machine_run(struct machine *m);
 const char *machine_event_message(struct machine *m);
+/* QMP stop/cont for this node's vCPUs. */
+void machine_pause(struct machine *m, bool pause);
+
 /* Stops and joins this node's vCPU threads and the timer thread; idempotent. */
 void machine_stop_vcpus(struct machine *m);
 /* Asks a running machine to stop (from a signal-watching thread). */

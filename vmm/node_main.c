@@ -18,6 +18,7 @@
 
 #include "vmm/cluster.h"
 #include "vmm/machine.h"
+#include "vmm/node_control.h"
 #include "vmm/vm_config.h"
 
 /* Exit status asking `grappe run` to restart every node (on_reboot=restart). */
@@ -28,6 +29,7 @@ struct node {
 	struct cluster_opts copts;
 	bool clustered;
 	struct cluster *cluster;
+	struct node_control ctl;
 	struct machine m;
 	int console_fd;
 	int input_fd;
@@ -434,7 +436,14 @@ int main(int argc, char **argv)
 		in_started = pthread_create(&in_thr, NULL, input_thread, &n) == 0;
 	}
 
+	n.ctl = (struct node_control){ .lock = &n.lock, .live = &n.machine_live, .m = &n.m,
+				       .cfg = n.cfg, .self = n.copts.self,
+				       .nr_nodes = n.clustered ? n.cfg->cluster.nr_nodes : 1 };
+	node_control_start(&n.ctl);
+
 	status = run_vm(&n);
+
+	node_control_stop(&n.ctl);
 
 	__atomic_store_n(&n.quit, true, __ATOMIC_RELEASE);
 	if (in_started)

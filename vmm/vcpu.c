@@ -359,12 +359,14 @@ static void handle_hlt(struct vcpu *v)
 	bool if_flag = v->run->if_flag;
 
 	v->stats.hlt++;
-	while (!machine_stopping(v->m)) {
+	__atomic_store_n(&v->halted, 1, __ATOMIC_RELAXED);
+	while (!machine_stopping(v->m) && !__atomic_load_n(&v->m->paused, __ATOMIC_ACQUIRE)) {
 		clear_kick(v);
 		if (if_flag ? lapic_has_event(&v->lapic) : lapic_has_nmi_init(&v->lapic))
-			return;
+			break;
 		wait_for_kick(v);
 	}
+	__atomic_store_n(&v->halted, 0, __ATOMIC_RELAXED);
 }
 
 static const char *exit_name(uint32_t reason)
@@ -449,11 +451,17 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
+	__atomic_store_n(&v->tid, gettid(), __ATOMIC_RELAXED);
 	while (!machine_stopping(v->m)) {
 		int parked;
 
 		__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		clear_kick(v);
+		/* Paused (QMP stop): out of the guest until cont. */
+		if (__atomic_load_n(&v->m->paused, __ATOMIC_ACQUIRE)) {
+			wait_for_kick(v);
+			continue;
+		}
 		parked = handle_events(v);
 		if (parked < 0) {
 			vcpu_error(v, "cannot apply INIT/SIPI/NMI");

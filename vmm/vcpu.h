@@ -4,6 +4,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,6 +46,8 @@ struct vcpu {
 	pthread_cond_t cond;
 	bool kicked;
 	int in_guest;           /* atomic: inside KVM_RUN */
+	int halted;             /* atomic: sleeping on HLT */
+	pid_t tid;              /* host thread id, for query-cpus-fast */
 	uint64_t cr8;           /* the CR8 given to the last KVM_RUN */
 	struct vcpu_stats stats;
 	/* A device access forwarded to the I/O node waits here for its answer. */

@@ -2,6 +2,7 @@
 #ifndef GRAPPE_VM_CONFIG_H
 #define GRAPPE_VM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,38 @@ struct vm_cluster {
 	struct vm_cluster_node nodes[VM_MAX_NODES];
 };
 
+/*
+ * <devices><disk>: virtio-blk disks on raw files or block devices
+ * (docs/devices.md). [issue #4: disks]
+ */
+#define VM_MAX_DISKS 16
+#define VM_DISK_SERIAL_MAX 20    /* bytes a virtio-blk ID holds */
+
+enum vm_disk_type {
+	VM_DISK_FILE = 0,        /* <disk type='file'><source file=...> */
+	VM_DISK_BLOCK,           /* <disk type='block'><source dev=...> */
+};
+
+enum vm_disk_cache {         /* <driver cache=...> */
+	VM_DISK_CACHE_DEFAULT = 0,   /* = writeback */
+	VM_DISK_CACHE_NONE,
+	VM_DISK_CACHE_WRITEBACK,
+	VM_DISK_CACHE_WRITETHROUGH,
+	VM_DISK_CACHE_DIRECTSYNC,
+	VM_DISK_CACHE_UNSAFE,
+};
+
+struct vm_disk {
+	enum vm_disk_type type;
+	char *path;              /* absolute when loaded from a file */
+	char target[16];         /* <target dev=>, e.g. "vda" */
+	char serial[VM_DISK_SERIAL_MAX + 1]; /* "" when absent */
+	enum vm_disk_cache cache;
+	bool readonly;           /* <readonly/> */
+	bool discard;            /* <driver discard='unmap'> (default) rather than 'ignore' */
+	long line;               /* of <disk>, for messages */
+};
+
 struct vm_config {
 	char *name;
 	char *source;            /* file the config came from, for messages */
@@ -80,6 +113,8 @@ struct vm_config {
 	char *serial_path;       /* for VM_SERIAL_FILE */
 	char *metadata;          /* <metadata> serialized, NULL if absent */
 	struct vm_cluster cluster;
+	unsigned nr_disks;       /* [issue #4: disks] in XML order = PCI slot order */
+	struct vm_disk disks[VM_MAX_DISKS];
 };
 
 /* Maximum length of an error message from the loader. */

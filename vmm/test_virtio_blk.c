@@ -1,0 +1,911 @@
+// SPDX-License-Identifier: MIT
+/*
+ * virtio-blk over the modern PCI transport, end to end: this test is the
+ * driver. It finds the function through configuration mechanism #1, reads
+ * the virtio capabilities, negotiates features, sets up MSI-X and the
+ * queues in guest RAM, and submits requests that the device's workers
+ * serve from a raw file. Malformed chains and requests must end in
+ * DEVICE_NEEDS_RESET, and a reset must bring the device back.
+ *
+ * Completions come from worker threads: the test waits for them with a
+ * generous deadline (it asserts on what happened, never on how fast).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "blockdev/file_store.h"
+#include "vmm/virtio_blk.h"
+
+#define MEM_SIZE   (8u << 20)
+#define DISK_SIZE  (1u << 20)
+#define QSIZE      16
+#define NQ         2
+#define RING_GPA(q) (0x100000ULL + 0x10000ULL * (q))
+#define BUF_GPA    0x400000ULL
+#define MSI_DATA(v) (0x40 + (v))
+#define MAX_MSGS   4096
+#define SERIAL     "SN-1234"
+
+struct queue {
+	uint16_t avail_idx;
+	uint16_t used_seen;
+	uint16_t next_desc;
+};
+
+struct fx {
+	struct guest_mem mem;
+	struct io_bus io;
+	struct pci_bus bus;
+	struct irq_sink irq;
+	struct apic_bus apic;
+	struct virtio_blk *blk;
+	char dir[64], path[96];
+	pthread_mutex_t lock;
+	int level[32];
+	unsigned msgs[256];          /* MSIs received, per vector */
+	uint64_t buf_next;
+	/* What the driver found. */
+	uint64_t bar4, bar1;
+	unsigned cap_off[6], cap_len[6], cap_bar[6];
+	unsigned msix_cap, notify_mult;
+	struct queue q[NQ];
+};
+
+/* ---- the platform ---- */
+
+static void rec_irq(void *ctx, unsigned gsi, int level)
+{
+	struct fx *f = ctx;
+
+	pthread_mutex_lock(&f->lock);
+	f->level[gsi % 32] = level;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void rec_msg(void *ctx, const struct apic_msg *m)
+{
+	struct fx *f = ctx;
+
+	pthread_mutex_lock(&f->lock);
+	f->msgs[m->vector]++;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static unsigned msgs(struct fx *f, unsigned vector)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->msgs[vector];
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static int level(struct fx *f, unsigned gsi)
+{
+	int l;
+
+	pthread_mutex_lock(&f->lock);
+	l = f->level[gsi];
+	pthread_mutex_unlock(&f->lock);
+	return l;
+}
+
+static uint8_t pattern(uint64_t off)
+{
+	return (uint8_t)(off * 13 + 1);
+}
+
+static struct blockdev *make_store(struct fx *f, bool ro)
+{
+	struct file_store_opts o = { .read_only = ro };
+	struct blockdev *bd = NULL;
+	char err[256];
+
+	assert_int_equal(file_store_open(f->path, &o, &bd, err, sizeof(err)), 0);
+	return bd;
+}
+
+static void add_blk(struct fx *f, bool ro)
+{
+	struct virtio_blk_opts o = {
+		.name = "vda", .bd = make_store(f, ro), .serial = SERIAL, .discard = true,
+		.nr_queues = NQ, .mem = &f->mem,
+	};
+	char err[256];
+
+	assert_int_equal(virtio_blk_create(&f->blk, &f->bus, &o, err, sizeof(err)), 0);
+}
+
+static int setup_ro(void **state, bool ro)
+{
+	struct fx *f = test_calloc(1, sizeof(*f));
+	uint8_t *buf = test_malloc(DISK_SIZE);
+	int fd;
+
+	pthread_mutex_init(&f->lock, NULL);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/grappe-blk-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/disk.img", f->dir);
+	for (unsigned i = 0; i < DISK_SIZE; i++)
+		buf[i] = pattern(i);
+	fd = open(f->path, O_CREAT | O_WRONLY, 0600);
+	assert_int_equal(write(fd, buf, DISK_SIZE), DISK_SIZE);
+	close(fd);
+	test_free(buf);
+	assert_int_equal(guest_mem_init(&f->mem, MEM_SIZE), 0);
+	f->irq = (struct irq_sink){ rec_irq, f };
+	f->apic = (struct apic_bus){ rec_msg, f };
+	io_bus_init(&f->io);
+	pci_bus_init(&f->bus, &f->irq, &f->apic);
+	assert_int_equal(pci_bus_register(&f->bus, &f->io), 0);
+	add_blk(f, ro);
+	f->buf_next = BUF_GPA;
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_ro(state, false);
+}
+
+static int setup_readonly(void **state)
+{
+	return setup_ro(state, true);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	virtio_blk_destroy(f->blk);
+	pci_bus_destroy(&f->bus);
+	guest_mem_destroy(&f->mem);
+	unlink(f->path);
+	rmdir(f->dir);
+	pthread_mutex_destroy(&f->lock);
+	test_free(f);
+	return 0;
+}
+
+/* ---- bus accesses ---- */
+
+static uint64_t bus_access(struct fx *f, uint8_t space, uint64_t addr, unsigned len, int write,
+		       uint64_t v)
+{
+	struct io_req r = { .space = space, .is_write = (uint8_t)write, .len = (uint8_t)len,
+			    .addr = addr, .data = v };
+
+	io_bus_dispatch(&f->io, &r);
+	return r.data;
+}
+
+static uint32_t cfg_rd(struct fx *f, unsigned reg, unsigned len)
+{
+	bus_access(f, IO_SPACE_PIO, PCI_CONFIG_ADDRESS, 4, 1, 0x80000000u | 1u << 11 | (reg & 0xfc));
+	return (uint32_t)bus_access(f, IO_SPACE_PIO, PCI_CONFIG_DATA + (reg & 3), len, 0, 0);
+}
+
+static void cfg_wr(struct fx *f, unsigned reg, unsigned len, uint32_t v)
+{
+	bus_access(f, IO_SPACE_PIO, PCI_CONFIG_ADDRESS, 4, 1, 0x80000000u | 1u << 11 | (reg & 0xfc));
+	bus_access(f, IO_SPACE_PIO, PCI_CONFIG_DATA + (reg & 3), len, 1, v);
+}
+
+static uint64_t cc_rd(struct fx *f, unsigned off, unsigned len)
+{
+	return bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_COMMON_CFG] + off,
+		      len, 0, 0);
+}
+
+static void cc_wr(struct fx *f, unsigned off, unsigned len, uint64_t v)
+{
+	bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_COMMON_CFG] + off, len, 1, v);
+}
+
+static uint64_t devcfg(struct fx *f, unsigned off, unsigned len)
+{
+	return bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_DEVICE_CFG] + off,
+		      len, 0, 0);
+}
+
+static uint8_t status(struct fx *f)
+{
+	return (uint8_t)cc_rd(f, VIRTIO_PCI_COMMON_STATUS, 1);
+}
+
+/* Walks the capability list as a driver would. */
+static void discover(struct fx *f)
+{
+	unsigned at = cfg_rd(f, PCI_CAPABILITY_LIST, 1);
+
+	assert_true(cfg_rd(f, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	while (at) {
+		unsigned id = cfg_rd(f, at, 1);
+
+		if (id == PCI_CAP_ID_MSIX) {
+			f->msix_cap = at;
+		} else if (id == PCI_CAP_ID_VNDR) {
+			unsigned type = cfg_rd(f, at + 3, 1);
+
+			assert_true(type >= 1 && type <= 5);
+			f->cap_bar[type] = cfg_rd(f, at + 4, 1);
+			f->cap_off[type] = type == VIRTIO_PCI_CAP_PCI_CFG ? at : cfg_rd(f, at + 8, 4);
+			f->cap_len[type] = cfg_rd(f, at + 12, 4);
+			if (type == VIRTIO_PCI_CAP_NOTIFY_CFG)
+				f->notify_mult = cfg_rd(f, at + 16, 4);
+		}
+		at = cfg_rd(f, at + 1, 1);
+	}
+	f->bar4 = (cfg_rd(f, PCI_BAR0 + 16, 4) & ~0xfu) | (uint64_t)cfg_rd(f, PCI_BAR0 + 20, 4) << 32;
+	f->bar1 = cfg_rd(f, PCI_BAR0 + 4, 4) & ~0xfu;
+}
+
+static void setup_msix(struct fx *f)
+{
+	unsigned n = (cfg_rd(f, f->msix_cap + 2, 2) & 0x7ff) + 1;
+
+	cfg_wr(f, f->msix_cap + 2, 2, 0xc000);
+	for (unsigned v = 0; v < n; v++) {
+		bus_access(f, IO_SPACE_MMIO, f->bar1 + 16 * v, 4, 1, 0xfee00000);
+		bus_access(f, IO_SPACE_MMIO, f->bar1 + 16 * v + 4, 4, 1, 0);
+		bus_access(f, IO_SPACE_MMIO, f->bar1 + 16 * v + 8, 4, 1, MSI_DATA(v));
+		bus_access(f, IO_SPACE_MMIO, f->bar1 + 16 * v + 12, 4, 1, 0);
+	}
+	cfg_wr(f, f->msix_cap + 2, 2, 0x8000);
+}
+
+static uint64_t device_features(struct fx *f)
+{
+	cc_wr(f, VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
+	uint64_t lo = cc_rd(f, VIRTIO_PCI_COMMON_DF, 4);
+
+	cc_wr(f, VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+	return lo | cc_rd(f, VIRTIO_PCI_COMMON_DF, 4) << 32;
+}
+
+static bool negotiate(struct fx *f, uint64_t features)
+{
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(status(f), 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	cc_wr(f, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_GF, 4, (uint32_t)features);
+	cc_wr(f, VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+	cc_wr(f, VIRTIO_PCI_COMMON_GF, 4, features >> 32);
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	      VIRTIO_STATUS_FEATURES_OK);
+	return status(f) & VIRTIO_STATUS_FEATURES_OK;
+}
+
+static void setup_queue(struct fx *f, unsigned q, bool msix)
+{
+	uint64_t base = RING_GPA(q);
+
+	memset(f->mem.host + base, 0, 0x3000);
+	memset(&f->q[q], 0, sizeof(f->q[q]));
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), VIRTIO_BLK_QUEUE_SIZE);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_NOFF, 2), q);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_SIZE, 2, QSIZE);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_MSIX, 2, msix ? q + 1 : PCI_MSIX_NO_VECTOR);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), msix ? q + 1 : PCI_MSIX_NO_VECTOR);
+	/* 64-bit fields as two halves, the way Linux writes them. */
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_DESC, 4, (uint32_t)base);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_DESC + 4, 4, base >> 32);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_DRIVER, 8, base + 0x1000);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_DEVICE, 8, base + 0x2000);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_DEVICE, 8), base + 0x2000);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+}
+
+#define STD_FEATURES (1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_BLK_F_FLUSH | \
+		      1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | \
+		      1ULL << VIRTIO_BLK_F_MQ | 1ULL << VIRTIO_F_INDIRECT_DESC)
+
+static void driver_init_features(struct fx *f, bool msix, uint64_t features)
+{
+	discover(f);
+	cfg_wr(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	if (msix)
+		setup_msix(f);
+	assert_true(negotiate(f, features & device_features(f)));
+	cc_wr(f, VIRTIO_PCI_COMMON_MSIX, 2, msix ? 0 : PCI_MSIX_NO_VECTOR);
+	for (unsigned q = 0; q < NQ; q++)
+		setup_queue(f, q, msix);
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, status(f) | VIRTIO_STATUS_DRIVER_OK);
+	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+			 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+}
+
+static void driver_init(struct fx *f, bool msix)
+{
+	driver_init_features(f, msix, STD_FEATURES | 1ULL << VIRTIO_BLK_F_DISCARD |
+			     1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+}
+
+/* ---- requests ---- */
+
+static uint64_t galloc(struct fx *f, size_t len)
+{
+	uint64_t at = f->buf_next;
+
+	f->buf_next += (len + 15) & ~15ULL;
+	assert_true(f->buf_next < MEM_SIZE);
+	return at;
+}
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool write;
+};
+
+static uint16_t submit_nokick(struct fx *f, unsigned q, const struct seg *s, unsigned n)
+{
+	struct queue *d = &f->q[q];
+	uint8_t *ring = f->mem.host + RING_GPA(q);
+	uint16_t head = d->next_desc, idx;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t at = (uint16_t)((head + i) % QSIZE);
+		uint16_t flags = (uint16_t)((s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+					    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0));
+		uint16_t next = (uint16_t)((at + 1) % QSIZE);
+
+		memcpy(ring + 16 * at, &s[i].gpa, 8);
+		memcpy(ring + 16 * at + 8, &s[i].len, 4);
+		memcpy(ring + 16 * at + 12, &flags, 2);
+		memcpy(ring + 16 * at + 14, &next, 2);
+	}
+	d->next_desc = (uint16_t)((head + n) % QSIZE);
+	memcpy(ring + 0x1000 + 4 + 2 * (d->avail_idx % QSIZE), &head, 2);
+	idx = ++d->avail_idx;
+	__atomic_store_n((uint16_t *)(ring + 0x1002), idx, __ATOMIC_RELEASE);
+	return head;
+}
+
+static void kick(struct fx *f, unsigned q)
+{
+	bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_NOTIFY_CFG] +
+	       (uint64_t)q * f->notify_mult, 2, 1, q);
+}
+
+static uint16_t used_idx(struct fx *f, unsigned q)
+{
+	return __atomic_load_n((uint16_t *)(f->mem.host + RING_GPA(q) + 0x2002), __ATOMIC_ACQUIRE);
+}
+
+static bool wait_for(bool (*cond)(struct fx *, unsigned), struct fx *f, unsigned arg)
+{
+	for (int i = 0; i < 20000; i++) {	/* 20 s */
+		struct timespec ts = { 0, 1000000 };
+
+		if (cond(f, arg))
+			return true;
+		nanosleep(&ts, NULL);
+	}
+	return cond(f, arg);
+}
+
+static bool used_moved(struct fx *f, unsigned q)
+{
+	return used_idx(f, q) != f->q[q].used_seen;
+}
+
+/* Waits for the next completion on q: returns its used length. */
+static uint32_t complete(struct fx *f, unsigned q, uint16_t head)
+{
+	uint8_t *e;
+	uint32_t id, len;
+
+	assert_true(wait_for(used_moved, f, q));
+	e = f->mem.host + RING_GPA(q) + 0x2000 + 4 + 8 * (f->q[q].used_seen % QSIZE);
+	memcpy(&id, e, 4);
+	memcpy(&len, e + 4, 4);
+	assert_int_equal(id, head);
+	f->q[q].used_seen++;
+	return len;
+}
+
+struct req {
+	uint64_t hdr, data, status;
+	uint32_t data_len;
+};
+
+/* A request with its header cut in two buffers and the data in two more. */
+static uint8_t blk_req(struct fx *f, unsigned q, uint32_t type, uint64_t sector, void *data,
+		       uint32_t len, bool data_in, uint32_t *used)
+{
+	struct req r = { .hdr = galloc(f, 16), .data = len ? galloc(f, len) : 0,
+			 .status = galloc(f, 1), .data_len = len };
+	struct seg s[5];
+	unsigned n = 0;
+	uint16_t head;
+	uint32_t u;
+
+	memcpy(f->mem.host + r.hdr, &type, 4);
+	memset(f->mem.host + r.hdr + 4, 0, 4);
+	memcpy(f->mem.host + r.hdr + 8, &sector, 8);
+	f->mem.host[r.status] = 0xee;
+	if (len && !data_in)
+		memcpy(f->mem.host + r.data, data, len);
+	s[n++] = (struct seg){ r.hdr, 5, false };
+	s[n++] = (struct seg){ r.hdr + 5, 11, false };
+	if (len > 512) {
+		s[n++] = (struct seg){ r.data, 512, data_in };
+		s[n++] = (struct seg){ r.data + 512, len - 512, data_in };
+	} else if (len) {
+		s[n++] = (struct seg){ r.data, len, data_in };
+	}
+	s[n++] = (struct seg){ r.status, 1, true };
+	head = submit_nokick(f, q, s, n);
+	kick(f, q);
+	u = complete(f, q, head);
+	if (used)
+		*used = u;
+	if (len && data_in)
+		memcpy(data, f->mem.host + r.data, len);
+	return f->mem.host[r.status];
+}
+
+static void file_read(struct fx *f, uint64_t off, void *buf, size_t len)
+{
+	int fd = open(f->path, O_RDONLY);
+
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+/* ---- tests ---- */
+
+static void test_probe(void **state)
+{
+	struct fx *f = *state;
+	uint64_t df;
+
+	assert_int_equal(cfg_rd(f, PCI_VENDOR_ID, 4), 0x10421af4);
+	assert_int_equal(cfg_rd(f, PCI_REVISION_ID, 4), 0x01800001);
+	assert_int_equal(cfg_rd(f, PCI_SUBSYSTEM_VENDOR, 4), 0x00401af4);
+	assert_int_equal(cfg_rd(f, PCI_INTERRUPT_PIN, 1), 1);
+	discover(f);
+	assert_int_not_equal(f->msix_cap, 0);
+	assert_int_equal(cfg_rd(f, f->msix_cap + 2, 2) & 0x7ff, NQ);   /* NQ + 1 vectors */
+	for (unsigned t = 1; t <= 4; t++)
+		assert_int_equal(f->cap_bar[t], VIRTIO_PCI_BAR);
+	assert_int_equal(f->cap_len[VIRTIO_PCI_CAP_COMMON_CFG], 0x38);
+	assert_int_equal(f->cap_len[VIRTIO_PCI_CAP_DEVICE_CFG], VIRTIO_BLK_CONFIG_SIZE);
+	assert_int_equal(f->cap_len[VIRTIO_PCI_CAP_NOTIFY_CFG], NQ * 4);
+	assert_int_equal(f->notify_mult, 4);
+	assert_int_not_equal(f->cap_off[VIRTIO_PCI_CAP_PCI_CFG], 0);
+	assert_int_equal(f->bar4, 0xc0004000);
+	assert_int_equal(f->bar1, 0xc0000000);
+	/* BAR 4 is 64-bit and 16 KiB. */
+	cfg_wr(f, PCI_COMMAND, 2, 0);
+	cfg_wr(f, PCI_BAR0 + 16, 4, 0xffffffff);
+	assert_int_equal(cfg_rd(f, PCI_BAR0 + 16, 4), 0xffffc004);
+	cfg_wr(f, PCI_BAR0 + 16, 4, (uint32_t)f->bar4);
+	cfg_wr(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+
+	df = device_features(f);
+	assert_true(df & 1ULL << VIRTIO_F_VERSION_1);
+	assert_true(df & 1ULL << VIRTIO_F_INDIRECT_DESC);
+	assert_true(df & 1ULL << VIRTIO_F_EVENT_IDX);
+	assert_true(df & 1ULL << VIRTIO_BLK_F_FLUSH);
+	assert_true(df & 1ULL << VIRTIO_BLK_F_MQ);
+	assert_true(df & 1ULL << VIRTIO_BLK_F_DISCARD);
+	assert_true(df & 1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	assert_false(df & 1ULL << VIRTIO_BLK_F_RO);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_NUMQ, 2), NQ);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_CAPACITY, 8), DISK_SIZE / 512);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_CAPACITY + 4, 4), 0);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_SEG_MAX, 4), VIRTIO_BLK_QUEUE_SIZE - 2);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_BLK_SIZE, 4), 512);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_NUM_QUEUES, 2), NQ);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_MAX_DISCARD_SEG, 4), VIRTIO_BLK_MAX_DISCARD_SEG);
+	/* Past the end of the device configuration: nothing. */
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CONFIG_SIZE - 2, 4), 0xffffffff);
+	/* A queue that does not exist has size 0. */
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, NQ);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), 0);
+}
+
+static void test_read_write(void **state)
+{
+	struct fx *f = *state;
+	uint8_t out[1536], in[1536], file[1536];
+	uint32_t used;
+
+	driver_init(f, true);
+	for (unsigned i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i ^ 0x5a);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 10, out, sizeof(out), false, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 1);
+	file_read(f, 10 * 512, file, sizeof(file));
+	assert_memory_equal(file, out, sizeof(out));
+	assert_int_equal(msgs(f, MSI_DATA(1)), 1);
+
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_IN, 10, in, sizeof(in), true, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, sizeof(in) + 1);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(msgs(f, MSI_DATA(2)), 1);
+	/* Untouched data around it. */
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 9, in, 512, true, NULL), VIRTIO_BLK_S_OK);
+	for (unsigned i = 0; i < 512; i++)
+		assert_int_equal(in[i], pattern(9 * 512 + i));
+	/* The last sector is readable, one past it is not. */
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, DISK_SIZE / 512 - 1, in, 512, true, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, DISK_SIZE / 512 - 1, in, 1024, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, UINT64_MAX, out, 512, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	/* Not a whole number of sectors. */
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 0, in, 100, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(f->blk->stats.errors, 0);	/* those never reached the store */
+}
+
+static void test_flush_id_unsupported(void **state)
+{
+	struct fx *f = *state;
+	char id[VIRTIO_BLK_ID_BYTES + 4];
+	uint32_t used;
+
+	driver_init(f, true);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 1);
+	memset(id, 'x', sizeof(id));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_GET_ID, 0, id, VIRTIO_BLK_ID_BYTES, true, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, VIRTIO_BLK_ID_BYTES + 1);
+	assert_string_equal(id, SERIAL);
+	assert_int_equal(id[VIRTIO_BLK_ID_BYTES - 1], 0);
+	assert_int_equal(blk_req(f, 1, 99, 0, NULL, 0, false, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(f->blk->stats.flushes, 1);
+	assert_int_equal(f->blk->stats.get_ids, 1);
+	assert_int_equal(f->blk->stats.unsupported, 1);
+}
+
+struct range {
+	uint64_t sector;
+	uint32_t num, flags;
+};
+
+static void test_discard_write_zeroes(void **state)
+{
+	struct fx *f = *state;
+	struct range r[2] = { { 100, 8, 0 }, { 200, 16, 1 } };
+	struct range many[VIRTIO_BLK_MAX_DISCARD_SEG + 1];
+	uint8_t buf[8192];
+
+	driver_init(f, true);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_OK);
+	file_read(f, 100 * 512, buf, 8 * 512);
+	for (unsigned i = 0; i < 8 * 512; i++)
+		assert_int_equal(buf[i], 0);
+	file_read(f, 200 * 512, buf, 16 * 512);
+	for (unsigned i = 0; i < 16 * 512; i++)
+		assert_int_equal(buf[i], 0);
+	file_read(f, 108 * 512, buf, 512);
+	assert_int_equal(buf[0], pattern(108 * 512));
+	/* Discard: no unmap flag allowed, a range in the disk. */
+	r[1].flags = 0;
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_DISCARD, 0, r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_OK);
+	r[0].flags = 1;
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_DISCARD, 0, r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+	r[0] = (struct range){ DISK_SIZE / 512 - 4, 8, 0 };
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_DISCARD, 0, r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	memset(many, 0, sizeof(many));
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_WRITE_ZEROES, 0, many, sizeof(many), false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_WRITE_ZEROES, 0, many, 8, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(f->blk->stats.write_zeroes, 1);
+	assert_int_equal(f->blk->stats.discards, 1);
+}
+
+/* Without the features, the requests are unsupported. */
+static void test_discard_not_negotiated(void **state)
+{
+	struct fx *f = *state;
+	struct range r = { 0, 8, 0 };
+
+	driver_init_features(f, true, STD_FEATURES);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_DISCARD, 0, &r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, &r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+}
+
+static void test_read_only(void **state)
+{
+	struct fx *f = *state;
+	uint8_t buf[512], file[512];
+	struct range r = { 0, 8, 0 };
+	uint64_t df;
+
+	discover(f);
+	df = device_features(f);
+	assert_true(df & 1ULL << VIRTIO_BLK_F_RO);
+	assert_false(df & 1ULL << VIRTIO_BLK_F_DISCARD);
+	assert_false(df & 1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+	driver_init_features(f, true, STD_FEATURES | 1ULL << VIRTIO_BLK_F_RO);
+	memset(buf, 0x77, sizeof(buf));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 0, buf, 512, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, &r, sizeof(r), false, NULL),
+			 VIRTIO_BLK_S_UNSUPP);
+	file_read(f, 0, file, 512);
+	assert_int_equal(file[0], pattern(0));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 0, buf, 512, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(buf[1], pattern(1));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
+static bool needs_reset(struct fx *f, unsigned unused)
+{
+	return status(f) & VIRTIO_STATUS_NEEDS_RESET;
+}
+
+static bool config_irq(struct fx *f, unsigned n)
+{
+	return msgs(f, MSI_DATA(0)) >= n;
+}
+
+/* A looping chain breaks the device until a reset; then it works again. */
+static void test_broken_chain_and_reset(void **state)
+{
+	struct fx *f = *state;
+	uint8_t *ring = f->mem.host + RING_GPA(0);
+	uint16_t flags = VIRTQ_DESC_F_NEXT, idx = 1, zero = 0;
+	uint64_t gpa = galloc(f, 64);
+	uint32_t len = 16;
+	uint8_t buf[512];
+
+	driver_init(f, true);
+	memcpy(ring, &gpa, 8);
+	memcpy(ring + 8, &len, 4);
+	memcpy(ring + 12, &flags, 2);
+	memcpy(ring + 14, &zero, 2);          /* desc 0 -> desc 0 */
+	memcpy(ring + 0x1004, &zero, 2);
+	__atomic_store_n((uint16_t *)(ring + 0x1002), idx, __ATOMIC_RELEASE);
+	kick(f, 0);
+	assert_true(wait_for(needs_reset, f, 0));
+	assert_true(wait_for(config_irq, f, 1));
+	assert_int_equal(used_idx(f, 0), 0);
+	/* The status keeps NEEDS_RESET whatever the driver writes, until a reset. */
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, status(f) & ~VIRTIO_STATUS_NEEDS_RESET);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	/* The other queue is not served either. */
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(status(f), 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_SIZE, 2), VIRTIO_BLK_QUEUE_SIZE);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_MSIX, 2), PCI_MSIX_NO_VECTOR);
+
+	driver_init(f, true);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 3, buf, 512, true, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(buf[0], pattern(3 * 512));
+}
+
+/* A request too short for its header and status is a protocol error. */
+static void test_bad_request(void **state)
+{
+	struct fx *f = *state;
+	struct seg s = { galloc(f, 16), 1, true };
+
+	driver_init(f, true);
+	submit_nokick(f, 1, &s, 1);
+	kick(f, 1);
+	assert_true(wait_for(needs_reset, f, 0));
+	assert_true(wait_for(config_irq, f, 1));
+}
+
+static void test_bad_queue_address(void **state)
+{
+	struct fx *f = *state;
+
+	discover(f);
+	cfg_wr(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	assert_true(negotiate(f, STD_FEATURES));
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_DESC, 8, MEM_SIZE - 16);
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Writing 0 to queue_enable is not how a queue stops: ignored. */
+	cc_wr(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2, 0);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_ENABLE, 2), 0);
+}
+
+static void test_features_refused(void **state)
+{
+	struct fx *f = *state;
+
+	discover(f);
+	/* Something we do not offer, or no VERSION_1: FEATURES_OK does not stick. */
+	assert_false(negotiate(f, STD_FEATURES | 1ULL << VIRTIO_BLK_F_SIZE_MAX));
+	assert_false(negotiate(f, 1ULL << VIRTIO_BLK_F_FLUSH));
+	/* DRIVER_OK without FEATURES_OK is not taken either. */
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+	      VIRTIO_STATUS_DRIVER_OK);
+	assert_false(status(f) & VIRTIO_STATUS_DRIVER_OK);
+	assert_true(negotiate(f, STD_FEATURES));
+	/* Features are frozen once accepted. */
+	cc_wr(f, VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_GF, 4, 0);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_GF, 4), (uint32_t)STD_FEATURES);
+	assert_int_equal(virtio_pci_features(&f->blk->vp), STD_FEATURES);
+	/* A config vector beyond the table reads back as NO_VECTOR. */
+	cc_wr(f, VIRTIO_PCI_COMMON_MSIX, 2, 100);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_MSIX, 2), PCI_MSIX_NO_VECTOR);
+}
+
+static bool intx_up(struct fx *f, unsigned gsi)
+{
+	return level(f, gsi);
+}
+
+/* Without MSI-X: INTx and the ISR, which reading clears. */
+static void test_intx(void **state)
+{
+	struct fx *f = *state;
+	uint64_t isr;
+	uint8_t buf[512];
+	unsigned gsi = PCI_INTX_GSI_BASE + 1;
+
+	driver_init(f, false);
+	assert_false(pci_msix_enabled(&f->blk->vp.msix));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 1, buf, 512, true, NULL), VIRTIO_BLK_S_OK);
+	assert_true(wait_for(intx_up, f, gsi));
+	assert_true(cfg_rd(f, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	isr = bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_ISR_CFG], 1, 0, 0);
+	assert_int_equal(isr, 1);
+	assert_int_equal(level(f, gsi), 0);
+	isr = bus_access(f, IO_SPACE_MMIO, f->bar4 + f->cap_off[VIRTIO_PCI_CAP_ISR_CFG], 1, 0, 0);
+	assert_int_equal(isr, 0);
+	assert_int_equal(msgs(f, MSI_DATA(1)), 0);
+}
+
+/* The PCI-configuration-access window reaches the BAR through config space. */
+static void test_pci_cfg_window(void **state)
+{
+	struct fx *f = *state;
+	unsigned cap;
+
+	discover(f);
+	cap = f->cap_off[VIRTIO_PCI_CAP_PCI_CFG];
+	cfg_wr(f, cap + 4, 1, VIRTIO_PCI_BAR);
+	cfg_wr(f, cap + 8, 4, VIRTIO_PCI_COMMON_OFF + VIRTIO_PCI_COMMON_NUMQ);
+	cfg_wr(f, cap + 12, 4, 2);
+	assert_int_equal(cfg_rd(f, cap + 16, 4) & 0xffff, NQ);
+	/* A write: queue_select = 1, then read it back through MMIO. */
+	cfg_wr(f, cap + 8, 4, VIRTIO_PCI_COMMON_OFF + VIRTIO_PCI_COMMON_Q_SELECT);
+	cfg_wr(f, cap + 16, 2, 1);
+	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_Q_SELECT, 2), 1);
+	/* Bad lengths and offsets give nothing. */
+	cfg_wr(f, cap + 12, 4, 3);
+	assert_int_equal(cfg_rd(f, cap + 16, 4), 0);
+	cfg_wr(f, cap + 12, 4, 4);
+	cfg_wr(f, cap + 8, 4, 0x10000);
+	assert_int_equal(cfg_rd(f, cap + 16, 4), 0);
+}
+
+/* Requests in flight on both queues at once, several per queue. */
+static void test_multiqueue(void **state)
+{
+	struct fx *f = *state;
+	uint16_t head[NQ][3];
+	uint64_t data[NQ][3], st[NQ][3];
+
+	driver_init(f, true);
+	for (unsigned q = 0; q < NQ; q++) {
+		for (unsigned k = 0; k < 3; k++) {
+			uint64_t hdr = galloc(f, 16);
+			uint32_t type = VIRTIO_BLK_T_OUT;
+			uint64_t sector = 1000 + 16 * (q * 3 + k);
+			struct seg s[3];
+
+			data[q][k] = galloc(f, 4096);
+			st[q][k] = galloc(f, 1);
+			memcpy(f->mem.host + hdr, &type, 4);
+			memcpy(f->mem.host + hdr + 8, &sector, 8);
+			memset(f->mem.host + data[q][k], (int)(q * 3 + k + 1), 4096);
+			s[0] = (struct seg){ hdr, 16, false };
+			s[1] = (struct seg){ data[q][k], 4096, false };
+			s[2] = (struct seg){ st[q][k], 1, true };
+			head[q][k] = submit_nokick(f, q, s, 3);
+		}
+	}
+	kick(f, 0);
+	kick(f, 1);
+	for (unsigned q = 0; q < NQ; q++)
+		for (unsigned k = 0; k < 3; k++)
+			complete(f, q, head[q][k]);
+	for (unsigned q = 0; q < NQ; q++) {
+		for (unsigned k = 0; k < 3; k++) {
+			uint8_t buf[4096];
+
+			assert_int_equal(f->mem.host[st[q][k]], VIRTIO_BLK_S_OK);
+			file_read(f, (1000 + 16 * (q * 3 + k)) * 512ULL, buf, sizeof(buf));
+			assert_int_equal(buf[0], q * 3 + k + 1);
+			assert_int_equal(buf[4095], q * 3 + k + 1);
+		}
+	}
+	assert_int_equal(__atomic_load_n(&f->blk->vp.queues[0].requests, __ATOMIC_RELAXED), 3);
+	assert_int_equal(__atomic_load_n(&f->blk->vp.queues[1].requests, __ATOMIC_RELAXED), 3);
+}
+
+/* Requests queued before DRIVER_OK are served when it comes. */
+static void test_kick_before_driver_ok(void **state)
+{
+	struct fx *f = *state;
+	uint64_t hdr = galloc(f, 16), data = galloc(f, 512), st = galloc(f, 1);
+	uint32_t type = VIRTIO_BLK_T_IN;
+	uint64_t sector = 5;
+	struct seg s[3] = { { hdr, 16, false }, { data, 512, true }, { st, 1, true } };
+	uint16_t head;
+
+	discover(f);
+	cfg_wr(f, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	setup_msix(f);
+	assert_true(negotiate(f, STD_FEATURES));
+	setup_queue(f, 0, true);
+	memcpy(f->mem.host + hdr, &type, 4);
+	memcpy(f->mem.host + hdr + 8, &sector, 8);
+	head = submit_nokick(f, 0, s, 3);
+	kick(f, 0);
+	usleep(20000);
+	assert_int_equal(used_idx(f, 0), 0);
+	cc_wr(f, VIRTIO_PCI_COMMON_STATUS, 1, status(f) | VIRTIO_STATUS_DRIVER_OK);
+	complete(f, 0, head);
+	assert_int_equal(f->mem.host[st], VIRTIO_BLK_S_OK);
+	assert_int_equal(f->mem.host[data], pattern(5 * 512));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_probe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_id_unsupported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_not_negotiated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only, setup_readonly, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_chain_and_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_queue_address, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_features_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_intx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multiqueue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kick_before_driver_ok, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: MIT
+/*
+ * virtio-blk requests (virtio 1.2, 5.2.6) on a blockdev. See virtio_blk.h.
+ *
+ * A request is a chain: a 16-byte header (type, reserved, sector) in the
+ * readable part, data (readable for writes, writable for reads), and a
+ * status byte, the last writable byte. virtio 1.x drivers may split or
+ * merge these across buffers as they like (no framing assumption, 2.6.4),
+ * so everything is located by byte offset, never by descriptor.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "vmm/virtio_blk.h"
+
+#define SECTOR 512u
+#define HDR_LEN 16u
+#define SEG_LEN 16u           /* discard / write zeroes segment */
+#define WZ_UNMAP 1u           /* its flags: the only defined bit */
+#define MAX_LOGGED_ERRORS 8
+
+#define STAT_ADD(b, f, v) __atomic_fetch_add(&(b)->stats.f, (v), __ATOMIC_RELAXED)
+
+static void blog(struct virtio_blk *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void blog(struct virtio_blk *b, const char *fmt, ...)
+{
+	char msg[320];
+	int n;
+	va_list ap;
+
+	if (!b->log)
+		return;
+	n = snprintf(msg, sizeof(msg), "virtio-blk %s: ", b->name);
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	b->log(b->log_ctx, msg);
+}
+
+static void io_error(struct virtio_blk *b, const char *what, uint64_t sector, int rc)
+{
+	uint64_t n = __atomic_fetch_add(&b->stats.errors, 1, __ATOMIC_RELAXED);
+
+	if (n < MAX_LOGGED_ERRORS)
+		blog(b, "%s at sector %llu failed: %s%s", what, (unsigned long long)sector,
+		     strerror(-rc), n + 1 == MAX_LOGGED_ERRORS ? " (further errors not logged)" : "");
+}
+
+/* The iovecs of bytes [off, off+len) of a run of segments. */
+static int seg_iov(const struct virtq_seg *seg, unsigned nr, uint64_t off, uint64_t len,
+		   struct iovec *iov)
+{
+	int n = 0;
+
+	for (unsigned i = 0; i < nr && len > 0; i++) {
+		uint64_t l;
+
+		if (off >= seg[i].len) {
+			off -= seg[i].len;
+			continue;
+		}
+		l = seg[i].len - off;
+		if (l > len)
+			l = len;
+		iov[n].iov_base = seg[i].host + off;
+		iov[n].iov_len = l;
+		n++;
+		len -= l;
+		off = 0;
+	}
+	return n;
+}
+
+static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsect)
+{
+	return sector <= b->capacity && nsect <= b->capacity - sector;
+}
+
+static uint8_t do_rw(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
+		     uint64_t sector, uint64_t *written)
+{
+	struct iovec iov[VIRTQ_MAX_SEGS];
+	uint64_t len = is_write ? c->out_bytes - HDR_LEN : c->in_bytes - 1;
+	int n, rc;
+
+	if (is_write && b->bd->read_only)
+		return VIRTIO_BLK_S_IOERR;
+	if (len % SECTOR || !in_range(b, sector, len / SECTOR))
+		return VIRTIO_BLK_S_IOERR;
+	if (!len)
+		return VIRTIO_BLK_S_OK;
+	if (is_write)
+		n = seg_iov(c->seg, c->nr_out, HDR_LEN, len, iov);
+	else
+		n = seg_iov(c->seg + c->nr_out, c->nr_in, 0, len, iov);
+	rc = is_write ? blockdev_write(b->bd, iov, n, sector * SECTOR)
+		      : blockdev_read(b->bd, iov, n, sector * SECTOR);
+	if (rc) {
+		io_error(b, is_write ? "write" : "read", sector, rc);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (is_write) {
+		STAT_ADD(b, writes, 1);
+		STAT_ADD(b, bytes_written, len);
+	} else {
+		STAT_ADD(b, reads, 1);
+		STAT_ADD(b, bytes_read, len);
+		*written = len;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* DISCARD and WRITE_ZEROES carry an array of {sector, num_sectors, flags}. */
+static uint8_t do_ranges(struct virtio_blk *b, const struct virtq_chain *c, uint32_t type)
+{
+	uint64_t len = c->out_bytes - HDR_LEN, nseg = len / SEG_LEN;
+	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
+
+	if (b->bd->read_only)
+		return VIRTIO_BLK_S_IOERR;
+	if (len % SEG_LEN || !nseg || nseg > VIRTIO_BLK_MAX_DISCARD_SEG)
+		return VIRTIO_BLK_S_IOERR;
+	for (uint64_t i = 0; i < nseg; i++) {
+		uint8_t raw[SEG_LEN];
+		uint64_t sector;
+		uint32_t num, flags;
+		int rc;
+
+		virtq_chain_read(c, HDR_LEN + i * SEG_LEN, raw, SEG_LEN);
+		memcpy(&sector, raw, 8);
+		memcpy(&num, raw + 8, 4);
+		memcpy(&flags, raw + 12, 4);
+		/* Unmap is for write zeroes only; other bits are reserved (5.2.6.2). */
+		if (flags & ~(wz ? WZ_UNMAP : 0u))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (num > VIRTIO_BLK_MAX_DISCARD_SECTORS || !in_range(b, sector, num))
+			return VIRTIO_BLK_S_IOERR;
+		if (!num)
+			continue;
+		rc = wz ? blockdev_write_zeroes(b->bd, sector * SECTOR, (uint64_t)num * SECTOR,
+						flags & WZ_UNMAP)
+			: blockdev_discard(b->bd, sector * SECTOR, (uint64_t)num * SECTOR);
+		if (rc) {
+			io_error(b, wz ? "write zeroes" : "discard", sector, rc);
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	if (wz)
+		STAT_ADD(b, write_zeroes, 1);
+	else
+		STAT_ADD(b, discards, 1);
+	return VIRTIO_BLK_S_OK;
+}
+
+static long blk_process(void *opaque, unsigned queue, const struct virtq_chain *c)
+{
+	struct virtio_blk *b = opaque;
+	uint8_t hdr[HDR_LEN], status;
+	uint32_t type;
+	uint64_t sector, written = 0;
+	uint64_t features = __atomic_load_n(&b->vp.guest_features, __ATOMIC_RELAXED);
+
+	if (c->out_bytes < HDR_LEN || c->in_bytes < 1) {
+		virtio_pci_fail(&b->vp, "queue %u: request %u has %llu readable and %llu writable "
+				"bytes: no room for its header and status", queue, c->head,
+				(unsigned long long)c->out_bytes, (unsigned long long)c->in_bytes);
+		return -1;
+	}
+	virtq_chain_read(c, 0, hdr, HDR_LEN);
+	memcpy(&type, hdr, 4);
+	memcpy(&sector, hdr + 8, 8);
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		status = do_rw(b, c, type == VIRTIO_BLK_T_OUT, sector, &written);
+		break;
+	case VIRTIO_BLK_T_FLUSH: {
+		int rc = blockdev_flush(b->bd);
+
+		STAT_ADD(b, flushes, 1);
+		if (rc)
+			io_error(b, "flush", 0, rc);
+		status = rc ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	}
+	case VIRTIO_BLK_T_GET_ID: {
+		uint64_t n = c->in_bytes - 1 < VIRTIO_BLK_ID_BYTES ? c->in_bytes - 1
+								  : VIRTIO_BLK_ID_BYTES;
+
+		written = virtq_chain_write(c, 0, b->serial, (size_t)n);
+		STAT_ADD(b, get_ids, 1);
+		status = VIRTIO_BLK_S_OK;
+		break;
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (!(features & (1ULL << (type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD
+									 : VIRTIO_BLK_F_WRITE_ZEROES)))) {
+			status = VIRTIO_BLK_S_UNSUPP;
+			break;
+		}
+		status = do_ranges(b, c, type);
+		break;
+	default:
+		STAT_ADD(b, unsupported, 1);
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+	virtq_chain_write(c, c->in_bytes - 1, &status, 1);
+	return (long)(written + 1);
+}
+
+static void blk_config_read(void *opaque, uint64_t off, unsigned len, uint64_t *data)
+{
+	struct virtio_blk *b = opaque;
+	uint64_t v = 0;
+
+	if (off < VIRTIO_BLK_CONFIG_SIZE && len <= VIRTIO_BLK_CONFIG_SIZE - off && len <= 8)
+		memcpy(&v, b->config + off, len);
+	*data = v;
+}
+
+static const struct virtio_dev_ops blk_ops = {
+	.process = blk_process,
+	.config_read = blk_config_read,
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static void fill_config(struct virtio_blk *b, unsigned nr_queues)
+{
+	unsigned bs = b->bd->block_size;
+
+	memset(b->config, 0, sizeof(b->config));
+	memcpy(b->config + VIRTIO_BLK_CFG_CAPACITY, &b->capacity, 8);
+	/* A chain holds the header and the status besides the data. */
+	put32(b->config + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_QUEUE_SIZE - 2);
+	put32(b->config + VIRTIO_BLK_CFG_BLK_SIZE, bs);
+	put16(b->config + VIRTIO_BLK_CFG_NUM_QUEUES, (uint16_t)nr_queues);
+	put32(b->config + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS);
+	put32(b->config + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DISCARD_SEG);
+	put32(b->config + VIRTIO_BLK_CFG_DISCARD_ALIGN, bs / SECTOR);
+	put32(b->config + VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS);
+	put32(b->config + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG);
+	b->config[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = b->bd->discard;
+}
+
+int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
+		      const struct virtio_blk_opts *o, char *err, size_t errlen)
+{
+	struct virtio_blk *b = calloc(1, sizeof(*b));
+	unsigned nq = o->nr_queues ? o->nr_queues : 1;
+	struct virtio_pci_params p = { 0 };
+	uint64_t f;
+	int rc;
+
+	*out = NULL;
+	if (!b) {
+		snprintf(err, errlen, "virtio-blk %s: out of memory", o->name);
+		blockdev_close(o->bd);
+		return -1;
+	}
+	if (nq > VIRTIO_BLK_MAX_QUEUES)
+		nq = VIRTIO_BLK_MAX_QUEUES;
+	b->bd = o->bd;
+	b->log = o->log;
+	b->log_ctx = o->log_ctx;
+	snprintf(b->name, sizeof(b->name), "%s", o->name);
+	/* Up to 20 bytes, zero-padded, no terminator needed (5.2.6). */
+	if (o->serial)
+		memcpy(b->serial, o->serial, strnlen(o->serial, sizeof(b->serial)));
+	b->capacity = blockdev_size(b->bd) / SECTOR;
+	f = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |
+	    1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
+	    1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_BLK_F_MQ;
+	if (b->bd->read_only)
+		f |= 1ULL << VIRTIO_BLK_F_RO;
+	else
+		f |= (o->discard ? 1ULL << VIRTIO_BLK_F_DISCARD : 0) |
+		     1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+	fill_config(b, nq);
+	p.name = b->name;
+	p.device_type = VIRTIO_ID_BLOCK;
+	p.class_code = 0x018000;     /* mass storage, other */
+	p.features = f;
+	p.nr_queues = nq;
+	p.queue_size = VIRTIO_BLK_QUEUE_SIZE;
+	p.config_size = VIRTIO_BLK_CONFIG_SIZE;
+	p.ops = &blk_ops;
+	p.opaque = b;
+	p.mem = o->mem;
+	p.log = o->log;
+	p.log_ctx = o->log_ctx;
+	if (virtio_pci_init(&b->vp, &p, err, errlen)) {
+		blockdev_close(b->bd);
+		free(b);
+		return -1;
+	}
+	rc = pci_bus_add(bus, &b->vp.pci, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "virtio-blk %s: no room on the PCI bus: %s", b->name,
+			 strerror(-rc));
+		virtio_blk_destroy(b);
+		return -1;
+	}
+	*out = b;
+	return 0;
+}
+
+/* One line of statistics when the disk goes away: what the guest did with it. */
+static void log_stats(struct virtio_blk *b)
+{
+	char q[256] = "";
+	size_t n = 0;
+	struct virtio_blk_stats *st = &b->stats;
+
+	for (unsigned i = 0; b->vp.queues && i < b->vp.p.nr_queues && n < sizeof(q); i++)
+		n += (size_t)snprintf(q + n, sizeof(q) - n, " q%u=%llu", i,
+				      (unsigned long long)b->vp.queues[i].requests);
+	blog(b, "reads=%llu (%llu MiB) writes=%llu (%llu MiB) flushes=%llu discards=%llu "
+	     "write_zeroes=%llu get_id=%llu errors=%llu unsupported=%llu; requests per queue:%s",
+	     (unsigned long long)st->reads, (unsigned long long)(st->bytes_read >> 20),
+	     (unsigned long long)st->writes, (unsigned long long)(st->bytes_written >> 20),
+	     (unsigned long long)st->flushes, (unsigned long long)st->discards,
+	     (unsigned long long)st->write_zeroes, (unsigned long long)st->get_ids,
+	     (unsigned long long)st->errors, (unsigned long long)st->unsupported, q);
+}
+
+void virtio_blk_destroy(struct virtio_blk *b)
+{
+	if (!b)
+		return;
+	virtio_pci_stop(&b->vp);
+	if (b->vp.p.ops)
+		log_stats(b);
+	virtio_pci_destroy(&b->vp);
+	if (b->bd && !b->bd->read_only)
+		blockdev_flush(b->bd);
+	blockdev_close(b->bd);
+	free(b);
+}

@@ -1,0 +1,669 @@
+// SPDX-License-Identifier: MIT
+/*
+ * virtio over PCI, modern transport (virtio 1.2, 4.1), and the queue
+ * workers. See virtio_pci.h.
+ *
+ * Locks, in order: the PCI bus lock (config space; the PCI-configuration
+ * access window calls into our BAR from there), vp->lock (registers), a
+ * queue's run_lock (its ring, held by the worker while it works), then
+ * vp->isr_lock, the MSI-X lock, the bus's irq_lock. A worker never takes
+ * vp->lock, so a register access that must wait for a worker (reset,
+ * queue enable) can hold it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm/virtio_pci.h"
+
+#define CAP_LEN        16
+#define NOTIFY_CAP_LEN 20
+#define PCICFG_CAP_LEN 20
+
+static uint8_t get_status(struct virtio_pci *vp)
+{
+	return __atomic_load_n(&vp->status, __ATOMIC_ACQUIRE);
+}
+
+static void vlog(struct virtio_pci *vp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vlog(struct virtio_pci *vp, const char *fmt, ...)
+{
+	char msg[320];
+	int n;
+	va_list ap;
+
+	if (!vp->p.log)
+		return;
+	n = snprintf(msg, sizeof(msg), "%s: ", vp->p.name);
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	vp->p.log(vp->p.log_ctx, msg);
+}
+
+/* ---- interrupts ---- */
+
+static void raise_isr(struct virtio_pci *vp, uint8_t bit)
+{
+	pthread_mutex_lock(&vp->isr_lock);
+	vp->isr |= bit;
+	pci_set_intx(&vp->pci, 1);
+	pthread_mutex_unlock(&vp->isr_lock);
+}
+
+static void irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
+{
+	if (pci_msix_enabled(&vp->msix)) {
+		/* With MSI-X on, a queue without a vector gets no interrupt (4.1.5.4). */
+		if (vector != PCI_MSIX_NO_VECTOR)
+			pci_msix_notify(&vp->msix, vector);
+		return;
+	}
+	raise_isr(vp, isr_bit);
+}
+
+void virtio_pci_queue_irq(struct virtio_pci *vp, unsigned q)
+{
+	irq(vp, __atomic_load_n(&vp->queues[q].msix_vector, __ATOMIC_ACQUIRE), 1);
+}
+
+void virtio_pci_config_changed(struct virtio_pci *vp)
+{
+	__atomic_fetch_add(&vp->config_generation, 1, __ATOMIC_RELEASE);
+	irq(vp, __atomic_load_n(&vp->config_msix_vector, __ATOMIC_ACQUIRE), 2);
+}
+
+void virtio_pci_fail(struct virtio_pci *vp, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+	uint8_t old;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	old = __atomic_fetch_or(&vp->status, VIRTIO_STATUS_NEEDS_RESET, __ATOMIC_ACQ_REL);
+	if (old & VIRTIO_STATUS_NEEDS_RESET)
+		return;
+	vlog(vp, "%s; the device needs a reset", why);
+	/* Only a driver that is running can be told (2.1.2). */
+	if (old & VIRTIO_STATUS_DRIVER_OK)
+		virtio_pci_config_changed(vp);
+}
+
+uint64_t virtio_pci_features(struct virtio_pci *vp)
+{
+	uint64_t f;
+
+	pthread_mutex_lock(&vp->lock);
+	f = vp->guest_features;
+	pthread_mutex_unlock(&vp->lock);
+	return f;
+}
+
+/* ---- queue workers ---- */
+
+static void kick(struct virtio_pci_queue *q)
+{
+	pthread_mutex_lock(&q->kick_lock);
+	q->kicked = true;
+	q->kicks++;
+	pthread_cond_signal(&q->kick_cond);
+	pthread_mutex_unlock(&q->kick_lock);
+}
+
+/* Drains the ring: run_lock held. */
+static void service(struct virtio_pci *vp, struct virtio_pci_queue *q)
+{
+	struct virtq *vq = &q->vq;
+	int rc;
+
+	if (!vq->ready || vq->broken || !(get_status(vp) & VIRTIO_STATUS_DRIVER_OK) ||
+	    (get_status(vp) & VIRTIO_STATUS_NEEDS_RESET))
+		return;
+	do {
+		virtq_disable_notify(vq);
+		while ((rc = virtq_pop(vq, q->chain)) > 0) {
+			long written = vp->p.ops->process(vp->p.opaque, q->index, q->chain);
+
+			if (written < 0)
+				return;	/* the device called virtio_pci_fail() */
+			__atomic_fetch_add(&q->requests, 1, __ATOMIC_RELAXED);
+			virtq_push(vq, q->chain->head, (uint32_t)written);
+			if (virtq_should_notify(vq))
+				virtio_pci_queue_irq(vp, q->index);
+		}
+		if (rc < 0) {
+			virtio_pci_fail(vp, "queue %u: %s", q->index, vq->why);
+			return;
+		}
+	} while (virtq_enable_notify(vq));
+}
+
+static void *worker(void *arg)
+{
+	struct virtio_pci_queue *q = arg;
+
+	pthread_mutex_lock(&q->kick_lock);
+	for (;;) {
+		while (!q->kicked && !q->stop)
+			pthread_cond_wait(&q->kick_cond, &q->kick_lock);
+		if (q->stop)
+			break;
+		q->kicked = false;
+		pthread_mutex_unlock(&q->kick_lock);
+		pthread_mutex_lock(&q->run_lock);
+		service(q->vp, q);
+		pthread_mutex_unlock(&q->run_lock);
+		pthread_mutex_lock(&q->kick_lock);
+	}
+	pthread_mutex_unlock(&q->kick_lock);
+	return NULL;
+}
+
+/* ---- registers ---- */
+
+static void reset_device(struct virtio_pci *vp)
+{
+	/* Workers finish what they are doing; then the device forgets everything. */
+	for (unsigned i = 0; i < vp->p.nr_queues; i++)
+		pthread_mutex_lock(&vp->queues[i].run_lock);
+	if (vp->p.ops->reset)
+		vp->p.ops->reset(vp->p.opaque);
+	for (unsigned i = 0; i < vp->p.nr_queues; i++) {
+		struct virtio_pci_queue *q = &vp->queues[i];
+
+		virtq_reset(&q->vq);
+		q->size = vp->p.queue_size;
+		__atomic_store_n(&q->msix_vector, PCI_MSIX_NO_VECTOR, __ATOMIC_RELEASE);
+		q->enabled = false;
+		q->desc = q->driver = q->device = 0;
+	}
+	vp->dfselect = vp->gfselect = 0;
+	vp->guest_features = 0;
+	vp->queue_sel = 0;
+	__atomic_store_n(&vp->config_msix_vector, PCI_MSIX_NO_VECTOR, __ATOMIC_RELEASE);
+	__atomic_store_n(&vp->status, 0, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&vp->isr_lock);
+	vp->isr = 0;
+	pci_set_intx(&vp->pci, 0);
+	pthread_mutex_unlock(&vp->isr_lock);
+	for (unsigned i = 0; i < vp->p.nr_queues; i++)
+		pthread_mutex_unlock(&vp->queues[i].run_lock);
+}
+
+static bool features_ok(struct virtio_pci *vp)
+{
+	uint64_t f = vp->guest_features;
+
+	return !(f & ~vp->p.features) && (f & (1ULL << VIRTIO_F_VERSION_1));
+}
+
+static void write_status(struct virtio_pci *vp, uint8_t val)
+{
+	uint8_t old = get_status(vp);
+
+	if (!val) {
+		reset_device(vp);
+		return;
+	}
+	/* FEATURES_OK sticks only if we accept the features (3.1.1). */
+	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK) &&
+	    !features_ok(vp)) {
+		vlog(vp, "driver features 0x%llx refused (offered 0x%llx)",
+		     (unsigned long long)vp->guest_features, (unsigned long long)vp->p.features);
+		val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+	}
+	if ((val & VIRTIO_STATUS_DRIVER_OK) && !(val & VIRTIO_STATUS_FEATURES_OK))
+		val &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
+	val |= old & VIRTIO_STATUS_NEEDS_RESET;
+	__atomic_store_n(&vp->status, val, __ATOMIC_RELEASE);
+	/* Anything queued before DRIVER_OK is served now. */
+	if ((val & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK))
+		for (unsigned i = 0; i < vp->p.nr_queues; i++)
+			if (vp->queues[i].enabled)
+				kick(&vp->queues[i]);
+}
+
+static uint16_t valid_vector(struct virtio_pci *vp, uint16_t v)
+{
+	return v < vp->msix.nr ? v : PCI_MSIX_NO_VECTOR;
+}
+
+static void enable_queue(struct virtio_pci *vp, struct virtio_pci_queue *q)
+{
+	int rc;
+
+	if (q->enabled)
+		return;
+	pthread_mutex_lock(&q->run_lock);
+	rc = virtq_enable(&q->vq, vp->p.mem, q->size, q->desc, q->driver, q->device,
+			  vp->guest_features);
+	pthread_mutex_unlock(&q->run_lock);
+	if (rc) {
+		virtio_pci_fail(vp, "queue %u: %s", q->index, q->vq.why);
+		return;
+	}
+	q->enabled = true;
+}
+
+/* The common configuration structure as the driver sees it now. */
+static void common_image(struct virtio_pci *vp, uint8_t img[VIRTIO_PCI_COMMON_LEN])
+{
+	struct virtio_pci_queue *q = vp->queue_sel < vp->p.nr_queues ?
+				     &vp->queues[vp->queue_sel] : NULL;
+	uint32_t df = vp->dfselect < 2 ? (uint32_t)(vp->p.features >> (32 * vp->dfselect)) : 0;
+	uint32_t gf = vp->gfselect < 2 ? (uint32_t)(vp->guest_features >> (32 * vp->gfselect)) : 0;
+	uint16_t nq = (uint16_t)vp->p.nr_queues;
+	uint16_t cv = __atomic_load_n(&vp->config_msix_vector, __ATOMIC_RELAXED);
+
+	memset(img, 0, VIRTIO_PCI_COMMON_LEN);
+	memcpy(img + VIRTIO_PCI_COMMON_DFSELECT, &vp->dfselect, 4);
+	memcpy(img + VIRTIO_PCI_COMMON_DF, &df, 4);
+	memcpy(img + VIRTIO_PCI_COMMON_GFSELECT, &vp->gfselect, 4);
+	memcpy(img + VIRTIO_PCI_COMMON_GF, &gf, 4);
+	memcpy(img + VIRTIO_PCI_COMMON_MSIX, &cv, 2);
+	memcpy(img + VIRTIO_PCI_COMMON_NUMQ, &nq, 2);
+	img[VIRTIO_PCI_COMMON_STATUS] = get_status(vp);
+	img[VIRTIO_PCI_COMMON_CFGGEN] = __atomic_load_n(&vp->config_generation, __ATOMIC_ACQUIRE);
+	memcpy(img + VIRTIO_PCI_COMMON_Q_SELECT, &vp->queue_sel, 2);
+	if (q) {
+		uint16_t en = q->enabled, noff = (uint16_t)q->index;
+		uint16_t mv = __atomic_load_n(&q->msix_vector, __ATOMIC_RELAXED);
+
+		memcpy(img + VIRTIO_PCI_COMMON_Q_SIZE, &q->size, 2);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_MSIX, &mv, 2);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_ENABLE, &en, 2);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_NOFF, &noff, 2);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_DESC, &q->desc, 8);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_DRIVER, &q->driver, 8);
+		memcpy(img + VIRTIO_PCI_COMMON_Q_DEVICE, &q->device, 8);
+	} else {
+		/* No such queue: size 0 tells the driver (4.1.4.3.2). */
+		uint16_t nv = PCI_MSIX_NO_VECTOR;
+
+		memcpy(img + VIRTIO_PCI_COMMON_Q_MSIX, &nv, 2);
+	}
+}
+
+static uint64_t field(const uint8_t *img, unsigned off, unsigned size)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, img + off, size);
+	return v;
+}
+
+/*
+ * A write lands in a copy of the structure; then each field it touched
+ * takes its new value, with the field's rules. Drivers write fields whole
+ * (64-bit ones as two halves), but nothing here depends on it.
+ */
+static void common_write(struct virtio_pci *vp, uint64_t off, unsigned len, uint64_t data)
+{
+	static const struct { uint8_t off, size; } fields[] = {
+		{ VIRTIO_PCI_COMMON_DFSELECT, 4 }, { VIRTIO_PCI_COMMON_GFSELECT, 4 },
+		{ VIRTIO_PCI_COMMON_GF, 4 }, { VIRTIO_PCI_COMMON_MSIX, 2 },
+		{ VIRTIO_PCI_COMMON_Q_SELECT, 2 }, { VIRTIO_PCI_COMMON_Q_SIZE, 2 },
+		{ VIRTIO_PCI_COMMON_Q_MSIX, 2 }, { VIRTIO_PCI_COMMON_Q_DESC, 8 },
+		{ VIRTIO_PCI_COMMON_Q_DRIVER, 8 }, { VIRTIO_PCI_COMMON_Q_DEVICE, 8 },
+		/* Last: they act on what the others set. */
+		{ VIRTIO_PCI_COMMON_Q_ENABLE, 2 }, { VIRTIO_PCI_COMMON_STATUS, 1 },
+	};
+	uint8_t img[VIRTIO_PCI_COMMON_LEN];
+	struct virtio_pci_queue *q;
+
+	if (off >= VIRTIO_PCI_COMMON_LEN || len > VIRTIO_PCI_COMMON_LEN - off)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	common_image(vp, img);
+	memcpy(img + off, &data, len);
+	q = vp->queue_sel < vp->p.nr_queues ? &vp->queues[vp->queue_sel] : NULL;
+	for (unsigned i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		unsigned fo = fields[i].off, fs = fields[i].size;
+		uint64_t v = field(img, fo, fs);
+		bool frozen = get_status(vp) & VIRTIO_STATUS_FEATURES_OK;
+
+		if (!(off < fo + fs && fo < off + len))
+			continue;
+		switch (fo) {
+		case VIRTIO_PCI_COMMON_DFSELECT:
+			vp->dfselect = (uint32_t)v;
+			break;
+		case VIRTIO_PCI_COMMON_GFSELECT:
+			vp->gfselect = (uint32_t)v;
+			break;
+		case VIRTIO_PCI_COMMON_GF:
+			if (!frozen && vp->gfselect < 2) {
+				unsigned sh = 32 * vp->gfselect;
+
+				vp->guest_features &= ~(0xffffffffULL << sh);
+				vp->guest_features |= (v & 0xffffffffULL) << sh;
+			}
+			break;
+		case VIRTIO_PCI_COMMON_MSIX:
+			__atomic_store_n(&vp->config_msix_vector, valid_vector(vp, (uint16_t)v),
+					 __ATOMIC_RELEASE);
+			break;
+		case VIRTIO_PCI_COMMON_Q_SELECT:
+			vp->queue_sel = (uint16_t)v;
+			q = vp->queue_sel < vp->p.nr_queues ? &vp->queues[vp->queue_sel] : NULL;
+			break;
+		case VIRTIO_PCI_COMMON_Q_SIZE:
+			if (q && !q->enabled)
+				q->size = (uint16_t)v;
+			break;
+		case VIRTIO_PCI_COMMON_Q_MSIX:
+			if (q)
+				__atomic_store_n(&q->msix_vector, valid_vector(vp, (uint16_t)v),
+						 __ATOMIC_RELEASE);
+			break;
+		case VIRTIO_PCI_COMMON_Q_DESC:
+			if (q && !q->enabled)
+				q->desc = v;
+			break;
+		case VIRTIO_PCI_COMMON_Q_DRIVER:
+			if (q && !q->enabled)
+				q->driver = v;
+			break;
+		case VIRTIO_PCI_COMMON_Q_DEVICE:
+			if (q && !q->enabled)
+				q->device = v;
+			break;
+		case VIRTIO_PCI_COMMON_Q_ENABLE:
+			/* Only 1 may be written; a queue stops by resetting the device. */
+			if (q && v == 1)
+				enable_queue(vp, q);
+			break;
+		case VIRTIO_PCI_COMMON_STATUS:
+			write_status(vp, (uint8_t)v);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void common_read(struct virtio_pci *vp, uint64_t off, unsigned len, uint64_t *data)
+{
+	uint8_t img[VIRTIO_PCI_COMMON_LEN];
+	uint64_t v = 0;
+
+	if (off >= VIRTIO_PCI_COMMON_LEN || len > VIRTIO_PCI_COMMON_LEN - off)
+		return;
+	pthread_mutex_lock(&vp->lock);
+	common_image(vp, img);
+	pthread_mutex_unlock(&vp->lock);
+	memcpy(&v, img + off, len);
+	*data = v;
+}
+
+/* Reading the ISR acknowledges it and lowers INTx (4.1.4.5). */
+static uint8_t isr_read(struct virtio_pci *vp)
+{
+	uint8_t v;
+
+	pthread_mutex_lock(&vp->isr_lock);
+	v = vp->isr;
+	vp->isr = 0;
+	pci_set_intx(&vp->pci, 0);
+	pthread_mutex_unlock(&vp->isr_lock);
+	return v;
+}
+
+static void bar_read(void *opaque, uint64_t off, unsigned len, uint64_t *data)
+{
+	struct virtio_pci *vp = opaque;
+
+	if (off < VIRTIO_PCI_COMMON_OFF + VIRTIO_PCI_COMMON_LEN) {
+		common_read(vp, off - VIRTIO_PCI_COMMON_OFF, len, data);
+	} else if (off >= VIRTIO_PCI_ISR_OFF && off < VIRTIO_PCI_ISR_OFF + VIRTIO_PCI_ISR_LEN) {
+		*data = off == VIRTIO_PCI_ISR_OFF ? isr_read(vp) : 0;
+	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off - VIRTIO_PCI_DEVICE_OFF < vp->p.config_size) {
+		uint64_t o = off - VIRTIO_PCI_DEVICE_OFF;
+
+		if (len <= vp->p.config_size - o && vp->p.ops->config_read)
+			vp->p.ops->config_read(vp->p.opaque, o, len, data);
+	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
+		*data = 0;	/* notification registers read as zero */
+	}
+}
+
+static void bar_write(void *opaque, uint64_t off, unsigned len, uint64_t data)
+{
+	struct virtio_pci *vp = opaque;
+
+	if (off < VIRTIO_PCI_COMMON_OFF + VIRTIO_PCI_COMMON_LEN) {
+		common_write(vp, off - VIRTIO_PCI_COMMON_OFF, len, data);
+	} else if (off >= VIRTIO_PCI_DEVICE_OFF && off - VIRTIO_PCI_DEVICE_OFF < vp->p.config_size) {
+		uint64_t o = off - VIRTIO_PCI_DEVICE_OFF;
+
+		if (len <= vp->p.config_size - o && vp->p.ops->config_write)
+			vp->p.ops->config_write(vp->p.opaque, o, len, data);
+	} else if (off >= VIRTIO_PCI_NOTIFY_OFF) {
+		/* queue_notify_off is the queue index, times the multiplier. */
+		uint64_t qi = (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
+
+		if (qi < vp->p.nr_queues)
+			kick(&vp->queues[qi]);
+	}
+}
+
+/* ---- capabilities ---- */
+
+static int add_vcap(struct virtio_pci *vp, uint8_t type, unsigned caplen, uint32_t off,
+		    uint32_t len)
+{
+	struct pci_device *d = &vp->pci;
+	int c = pci_device_add_cap(d, PCI_CAP_ID_VNDR, caplen);
+
+	if (c < 0)
+		return c;
+	d->cfg[c + 2] = (uint8_t)caplen;
+	d->cfg[c + 3] = type;
+	d->cfg[c + 4] = VIRTIO_PCI_BAR;
+	d->cfg[c + 5] = 0;   /* id: one structure of each type */
+	pci_cfg_set32(d, c + 8, off);
+	pci_cfg_set32(d, c + 12, len);
+	return c;
+}
+
+/*
+ * The PCI-configuration-access capability (4.1.4.9): the driver names a
+ * BAR, an offset and a length, then reads or writes pci_cfg_data to access
+ * the BAR through config space. Called with the bus lock held.
+ */
+static bool pcicfg_window(struct pci_device *d, unsigned cap, unsigned *bar, uint32_t *off,
+			  unsigned *len)
+{
+	*bar = d->cfg[cap + 4];
+	*off = pci_cfg_get32(d, cap + 8);
+	*len = pci_cfg_get32(d, cap + 12);
+	return (*len == 1 || *len == 2 || *len == 4) && !(*off & (*len - 1));
+}
+
+static bool touches_data(unsigned cap, unsigned off, unsigned len)
+{
+	return cap && off < cap + PCICFG_CAP_LEN && cap + 16 < off + len;
+}
+
+static void vp_cfg_read(struct pci_device *d, unsigned off, unsigned len)
+{
+	struct virtio_pci *vp = d->opaque;
+	unsigned cap = vp->pcicfg_cap, bar, l;
+	uint32_t o;
+	uint64_t v = 0;
+
+	if (!touches_data(cap, off, len))
+		return;
+	if (!pcicfg_window(d, cap, &bar, &o, &l) || !pci_bar_access(d, bar, o, l, false, &v))
+		v = 0;
+	pci_cfg_set32(d, cap + 16, (uint32_t)v);
+}
+
+static void vp_cfg_write(struct pci_device *d, unsigned off, unsigned len, uint32_t val)
+{
+	struct virtio_pci *vp = d->opaque;
+	unsigned cap = vp->pcicfg_cap, bar, l;
+	uint32_t o;
+	uint64_t v;
+
+	if (!touches_data(cap, off, len))
+		return;
+	v = pci_cfg_get32(d, cap + 16);
+	if (pcicfg_window(d, cap, &bar, &o, &l))
+		pci_bar_access(d, bar, o, l, true, &v);
+}
+
+static const struct pci_device_ops vp_pci_ops = {
+	.cfg_read = vp_cfg_read,
+	.cfg_write = vp_cfg_write,
+};
+
+static int add_caps(struct virtio_pci *vp)
+{
+	struct pci_device *d = &vp->pci;
+	int c;
+
+	if (add_vcap(vp, VIRTIO_PCI_CAP_COMMON_CFG, CAP_LEN, VIRTIO_PCI_COMMON_OFF,
+		     VIRTIO_PCI_COMMON_LEN) < 0 ||
+	    add_vcap(vp, VIRTIO_PCI_CAP_ISR_CFG, CAP_LEN, VIRTIO_PCI_ISR_OFF,
+		     VIRTIO_PCI_ISR_LEN) < 0)
+		return -ENOSPC;
+	if (vp->p.config_size &&
+	    add_vcap(vp, VIRTIO_PCI_CAP_DEVICE_CFG, CAP_LEN, VIRTIO_PCI_DEVICE_OFF,
+		     (uint32_t)vp->p.config_size) < 0)
+		return -ENOSPC;
+	c = add_vcap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, NOTIFY_CAP_LEN, VIRTIO_PCI_NOTIFY_OFF,
+		     vp->p.nr_queues * VIRTIO_PCI_NOTIFY_MULT);
+	if (c < 0)
+		return c;
+	pci_cfg_set32(d, c + 16, VIRTIO_PCI_NOTIFY_MULT);
+	c = add_vcap(vp, VIRTIO_PCI_CAP_PCI_CFG, PCICFG_CAP_LEN, 0, 0);
+	if (c < 0)
+		return c;
+	d->cfg[c + 4] = 0;
+	/* bar, offset, length and data are the driver's to write. */
+	d->wmask[c + 4] = 0xff;
+	memset(d->wmask + c + 8, 0xff, 12);
+	vp->pcicfg_cap = (uint8_t)c;
+	return 0;
+}
+
+/* ---- life cycle ---- */
+
+static void stop_workers(struct virtio_pci *vp)
+{
+	for (unsigned i = 0; vp->queues && i < vp->p.nr_queues; i++) {
+		struct virtio_pci_queue *q = &vp->queues[i];
+
+		if (!q->thread_started)
+			continue;
+		pthread_mutex_lock(&q->kick_lock);
+		q->stop = true;
+		pthread_cond_signal(&q->kick_cond);
+		pthread_mutex_unlock(&q->kick_lock);
+		pthread_join(q->thread, NULL);
+		q->thread_started = false;
+	}
+}
+
+int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
+		    char *err, size_t errlen)
+{
+	struct pci_device *d = &vp->pci;
+	int rc;
+
+	memset(vp, 0, sizeof(*vp));
+	vp->p = *p;
+	if (!p->nr_queues || p->nr_queues > VIRTIO_PCI_MAX_QUEUES || !p->queue_size ||
+	    (p->queue_size & (p->queue_size - 1)) || p->queue_size > VIRTQ_MAX_SIZE ||
+	    p->config_size > VIRTIO_PCI_DEVICE_MAX || !p->ops || !p->ops->process) {
+		snprintf(err, errlen, "%s: bad virtio device parameters", p->name);
+		return -1;
+	}
+	pthread_mutex_init(&vp->lock, NULL);
+	pthread_mutex_init(&vp->isr_lock, NULL);
+	vp->config_msix_vector = PCI_MSIX_NO_VECTOR;
+	pci_device_init(d, p->name, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + p->device_type,
+			p->class_code, 1, VIRTIO_PCI_VENDOR, VIRTIO_PCI_SUBSYS_ID);
+	d->ops = &vp_pci_ops;
+	d->opaque = vp;
+	rc = pci_device_set_bar(d, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, PCI_BAR_MEM64,
+				bar_read, bar_write, vp);
+	/* One vector per queue plus one for configuration changes. */
+	if (!rc)
+		rc = pci_msix_init(&vp->msix, d, p->nr_queues + 1, VIRTIO_PCI_MSIX_BAR);
+	if (!rc)
+		rc = add_caps(vp);
+	if (rc) {
+		snprintf(err, errlen, "%s: cannot lay out the PCI function: %s", p->name,
+			 strerror(-rc));
+		virtio_pci_destroy(vp);
+		return -1;
+	}
+	vp->queues = calloc(p->nr_queues, sizeof(*vp->queues));
+	if (!vp->queues) {
+		snprintf(err, errlen, "%s: out of memory", p->name);
+		virtio_pci_destroy(vp);
+		return -1;
+	}
+	for (unsigned i = 0; i < p->nr_queues; i++) {
+		struct virtio_pci_queue *q = &vp->queues[i];
+
+		q->vp = vp;
+		q->index = i;
+		q->size = p->queue_size;
+		q->msix_vector = PCI_MSIX_NO_VECTOR;
+		pthread_mutex_init(&q->run_lock, NULL);
+		pthread_mutex_init(&q->kick_lock, NULL);
+		pthread_cond_init(&q->kick_cond, NULL);
+		q->chain = malloc(sizeof(*q->chain));
+		if (!q->chain) {
+			snprintf(err, errlen, "%s: out of memory", p->name);
+			virtio_pci_destroy(vp);
+			return -1;
+		}
+	}
+	for (unsigned i = 0; i < p->nr_queues; i++) {
+		struct virtio_pci_queue *q = &vp->queues[i];
+
+		rc = pthread_create(&q->thread, NULL, worker, q);
+		if (rc) {
+			snprintf(err, errlen, "%s: cannot start queue worker %u: %s", p->name, i,
+				 strerror(rc));
+			virtio_pci_destroy(vp);
+			return -1;
+		}
+		q->thread_started = true;
+	}
+	return 0;
+}
+
+void virtio_pci_stop(struct virtio_pci *vp)
+{
+	if (vp->p.ops)
+		stop_workers(vp);
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	if (!vp->p.ops)
+		return;
+	stop_workers(vp);
+	for (unsigned i = 0; vp->queues && i < vp->p.nr_queues; i++) {
+		struct virtio_pci_queue *q = &vp->queues[i];
+
+		free(q->chain);
+		pthread_cond_destroy(&q->kick_cond);
+		pthread_mutex_destroy(&q->kick_lock);
+		pthread_mutex_destroy(&q->run_lock);
+	}
+	free(vp->queues);
+	vp->queues = NULL;
+	pci_msix_destroy(&vp->msix);
+	pthread_mutex_destroy(&vp->isr_lock);
+	pthread_mutex_destroy(&vp->lock);
+	vp->p.ops = NULL;
+}

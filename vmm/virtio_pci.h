@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GRAPPE_VIRTIO_PCI_H
+#define GRAPPE_VIRTIO_PCI_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmm/guest_mem.h"
+#include "vmm/pci.h"
+#include "vmm/virtqueue.h"
+
+/*
+ * The virtio 1.x PCI transport, modern only (virtio 1.2, 4.1): vendor
+ * 0x1AF4, device 0x1040 + type, the common, notify, ISR and device
+ * configuration structures in one 64-bit memory BAR (BAR 4), MSI-X in
+ * BAR 1, and the PCI-configuration-access capability. No legacy I/O BAR.
+ *
+ * The transport also serves the queues: one worker thread per queue waits
+ * for the driver's kick, pops chains, hands each to the device model's
+ * process() and returns it on the used ring, then interrupts the driver
+ * (MSI-X vector of the queue, else INTx + ISR). So a vCPU that kicks a
+ * queue returns to the guest at once; the device's work (disk I/O) happens
+ * on the worker.
+ *
+ * A queue the guest breaks (see virtqueue.h), or a request the device
+ * cannot make sense of, sets DEVICE_NEEDS_RESET and raises a configuration
+ * change interrupt; the queue stays stopped until the driver resets the
+ * device.
+ */
+
+#define VIRTIO_PCI_VENDOR        0x1af4
+#define VIRTIO_PCI_DEVICE_BASE   0x1040
+#define VIRTIO_PCI_SUBSYS_ID     0x0040   /* "0x40 or higher" for non-transitional devices */
+
+/* Device status (2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE  1
+#define VIRTIO_STATUS_DRIVER       2
+#define VIRTIO_STATUS_DRIVER_OK    4
+#define VIRTIO_STATUS_FEATURES_OK  8
+#define VIRTIO_STATUS_NEEDS_RESET  0x40
+#define VIRTIO_STATUS_FAILED       0x80
+
+#define VIRTIO_F_VERSION_1       32
+
+/* Capability types (4.1.4). */
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG    3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG    5
+
+/* Where things are. */
+#define VIRTIO_PCI_MSIX_BAR      1
+#define VIRTIO_PCI_BAR           4
+#define VIRTIO_PCI_BAR_SIZE      0x4000
+#define VIRTIO_PCI_COMMON_OFF    0x0000
+#define VIRTIO_PCI_COMMON_LEN    0x38
+#define VIRTIO_PCI_ISR_OFF       0x1000
+#define VIRTIO_PCI_ISR_LEN       4
+#define VIRTIO_PCI_DEVICE_OFF    0x2000
+#define VIRTIO_PCI_DEVICE_MAX    0x1000
+#define VIRTIO_PCI_NOTIFY_OFF    0x3000
+#define VIRTIO_PCI_NOTIFY_MULT   4
+#define VIRTIO_PCI_MAX_QUEUES    ((0x1000 / VIRTIO_PCI_NOTIFY_MULT) < (PCI_MSIX_MAX_VECTORS - 1) ? \
+				  (0x1000 / VIRTIO_PCI_NOTIFY_MULT) : (PCI_MSIX_MAX_VECTORS - 1))
+
+/* Common configuration offsets (4.1.4.3). */
+#define VIRTIO_PCI_COMMON_DFSELECT   0x00
+#define VIRTIO_PCI_COMMON_DF         0x04
+#define VIRTIO_PCI_COMMON_GFSELECT   0x08
+#define VIRTIO_PCI_COMMON_GF         0x0c
+#define VIRTIO_PCI_COMMON_MSIX       0x10
+#define VIRTIO_PCI_COMMON_NUMQ       0x12
+#define VIRTIO_PCI_COMMON_STATUS     0x14
+#define VIRTIO_PCI_COMMON_CFGGEN     0x15
+#define VIRTIO_PCI_COMMON_Q_SELECT   0x16
+#define VIRTIO_PCI_COMMON_Q_SIZE     0x18
+#define VIRTIO_PCI_COMMON_Q_MSIX     0x1a
+#define VIRTIO_PCI_COMMON_Q_ENABLE   0x1c
+#define VIRTIO_PCI_COMMON_Q_NOFF     0x1e
+#define VIRTIO_PCI_COMMON_Q_DESC     0x20
+#define VIRTIO_PCI_COMMON_Q_DRIVER   0x28
+#define VIRTIO_PCI_COMMON_Q_DEVICE   0x30
+
+/* What a device model gives the transport. */
+struct virtio_dev_ops {
+	/*
+	 * One request, on the queue's worker thread: returns the number of
+	 * bytes written into the chain's writable buffers, or -1 when the
+	 * request breaks the device's protocol (after virtio_pci_fail()).
+	 */
+	long (*process)(void *opaque, unsigned queue, const struct virtq_chain *c);
+	/* Device-specific configuration (offset within it; bounded by config_size). */
+	void (*config_read)(void *opaque, uint64_t off, unsigned len, uint64_t *data);
+	void (*config_write)(void *opaque, uint64_t off, unsigned len, uint64_t data);
+	/* The driver reset the device; no process() call is running or will start. */
+	void (*reset)(void *opaque);
+};
+
+struct virtio_pci_params {
+	const char *name;            /* for messages, e.g. "virtio-blk vda" */
+	uint16_t device_type;        /* 2: block */
+	uint32_t class_code;
+	uint64_t features;           /* device-specific and transport bits offered */
+	unsigned nr_queues;
+	uint16_t queue_size;         /* maximum (and initial) size of each queue */
+	size_t config_size;
+	const struct virtio_dev_ops *ops;
+	void *opaque;
+	const struct guest_mem *mem;
+	void (*log)(void *ctx, const char *msg);   /* may be NULL */
+	void *log_ctx;
+};
+
+struct virtio_pci;
+
+struct virtio_pci_queue {
+	struct virtio_pci *vp;
+	unsigned index;
+	/* Driver-visible registers, under vp->lock. */
+	uint16_t size;
+	uint16_t msix_vector;        /* read by workers: atomic */
+	bool enabled;
+	uint64_t desc, driver, device;
+	/* The ring itself: only with run_lock held. */
+	pthread_mutex_t run_lock;
+	struct virtq vq;
+	/* Kicks. */
+	pthread_mutex_t kick_lock;
+	pthread_cond_t kick_cond;
+	bool kicked;
+	bool stop;
+	pthread_t thread;
+	bool thread_started;
+	struct virtq_chain *chain;   /* the worker's scratch */
+	uint64_t kicks;              /* statistics (survive device resets) */
+	uint64_t requests;
+};
+
+struct virtio_pci {
+	struct pci_device pci;
+	struct pci_msix msix;
+	struct virtio_pci_params p;
+	pthread_mutex_t lock;        /* driver-visible registers */
+	uint32_t dfselect, gfselect;
+	uint64_t guest_features;
+	uint16_t config_msix_vector; /* atomic */
+	uint8_t status;              /* atomic */
+	uint8_t config_generation;
+	uint16_t queue_sel;
+	struct virtio_pci_queue *queues;
+	pthread_mutex_t isr_lock;    /* ISR and the INTx line move together */
+	uint8_t isr;
+	uint8_t pcicfg_cap;          /* config offset of the PCI_CFG capability */
+};
+
+/*
+ * Builds the PCI function (not yet on a bus) and starts the queue workers.
+ * Returns 0, or -1 with a message in err.
+ */
+int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
+		    char *err, size_t errlen);
+/* Stops the queue workers (no process() call runs afterwards); idempotent. */
+void virtio_pci_stop(struct virtio_pci *vp);
+/* Stops the workers and frees what init allocated; idempotent. */
+void virtio_pci_destroy(struct virtio_pci *vp);
+
+/* Features both sides agreed on (valid once FEATURES_OK is set). */
+uint64_t virtio_pci_features(struct virtio_pci *vp);
+/* The configuration changed (e.g. capacity): tell the driver. */
+void virtio_pci_config_changed(struct virtio_pci *vp);
+/*
+ * The device cannot go on with what the driver gave it: DEVICE_NEEDS_RESET
+ * plus a configuration change interrupt; 'why' is logged once.
+ */
+void virtio_pci_fail(struct virtio_pci *vp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Interrupt for queue q (used by the workers; exposed for tests). */
+void virtio_pci_queue_irq(struct virtio_pci *vp, unsigned q);
+
+#endif
