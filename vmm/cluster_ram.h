@@ -26,6 +26,11 @@ bool cluster_ram_owns_type(uint16_t type);
 void cluster_ram_receive(struct cluster_ram *r, unsigned src, uint16_t type, uint64_t req_id,
 			 const void *payload, size_t len);
 void cluster_ram_peer_down(struct cluster_ram *r, unsigned peer);
+/*
+ * The guest has stopped: guest RAM becomes plain memory, so that no vCPU
+ * stays blocked on a page while the nodes wind down.
+ */
+void cluster_ram_quiesce(struct cluster_ram *r);
 void cluster_ram_destroy(struct cluster_ram *r);
 
 #endif

@@ -718,6 +718,8 @@ void machine_pause(struct machine *m, bool pause)
 void machine_stop_vcpus(struct machine *m)
 {
 	__atomic_store_n(&m->stopping, 1, __ATOMIC_RELEASE);
+	if (m->quiesce_hook)
+		m->quiesce_hook(m->stats_ctx);
 	for (unsigned i = 0; m->vcpus && i < m->nr_vcpus; i++) {
 		if (!m->vcpus[i].m)
 			continue;

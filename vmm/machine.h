@@ -111,6 +111,8 @@ struct machine {
 	int paused;                /* atomic: QMP stop */
 	/* Adds cluster figures (DSM, fabric) to query-grappe-stats. */
 	void (*stats_hook)(void *ctx, struct json_object *out);
+	/* The guest has stopped: release vCPUs blocked on remote memory. */
+	void (*quiesce_hook)(void *ctx);
 	void *stats_ctx;
 };
 
