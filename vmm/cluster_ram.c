@@ -4,16 +4,205 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
+#include "dsm/dsm.h"
+#include "fabric/fabric.h"
 #include "vmm/cluster_ram.h"
+
+/* The fabric message type that carries DSM messages (header + page). */
+#define DSM_FABRIC_TYPE 0x200
+
+/*
+ * Forward progress under contention. A page granted to this node for a
+ * fault must stay long enough for the faulting thread to use it: KVM in
+ * particular retries its access only after it is woken, and a request from
+ * another node that arrives first would take the page away again, forever
+ * (seen with the kvmclock page, which every node's KVM writes). So a
+ * message that takes away a page which arrived here less than 'hold' ago
+ * waits out the rest of it on the receive thread, which keeps the fabric's
+ * per-pair order.
+ */
+#define HOLD_SLOTS 4096
+#define HOLD_DEFAULT_US 500
+
+struct hold_slot {
+	uint64_t page;
+	uint64_t at_ns;
+};
 
 struct cluster_ram {
 	struct machine *m;
+	struct fabric *f;
+	struct dsm_node *dsm;
 	bool shared;
 	char shm_path[256];
+	uint64_t hold_ns;
+	struct hold_slot hold[HOLD_SLOTS];   /* receive thread only */
+	uint64_t held;                       /* statistics */
 };
+
+static struct hold_slot *hold_slot(struct cluster_ram *r, uint64_t page)
+{
+	return &r->hold[(page * 0x9e3779b97f4a7c15ULL) >> 52];
+}
+
+static bool gives_page_here(uint8_t type)
+{
+	return type == DSM_DATA || type == DSM_DATA_ZERO || type == DSM_UPG_ACK ||
+	       type == DSM_FWD_DATA;
+}
+
+static bool takes_page_away(uint8_t type)
+{
+	return type == DSM_INV || type == DSM_FWD_GET_S || type == DSM_FWD_GET_M ||
+	       type == DSM_GET_S || type == DSM_GET_M || type == DSM_UPGRADE;
+}
+
+static void hold_before(struct cluster_ram *r, const struct dsm_msg *msg)
+{
+	struct hold_slot *h = hold_slot(r, msg->page);
+	uint64_t now;
+
+	if (gives_page_here(msg->type)) {
+		*h = (struct hold_slot){ msg->page, timer_monotonic_ns() };
+		return;
+	}
+	if (!r->hold_ns || !takes_page_away(msg->type) || h->page != msg->page)
+		return;
+	now = timer_monotonic_ns();
+	if (now < h->at_ns + r->hold_ns) {
+		uint64_t wait = h->at_ns + r->hold_ns - now;
+		struct timespec ts = { 0, (long)wait };
+
+		nanosleep(&ts, NULL);
+		r->held++;
+	}
+	h->page = UINT64_MAX;
+}
+
+static int dsm_send(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page)
+{
+	struct cluster_ram *r = ctx;
+	uint8_t hdr[DSM_MSG_HDR_LEN];
+	struct iovec iov[2];
+	int n = dsm_msg_encode(msg, hdr, sizeof(hdr));
+
+	if (n < 0)
+		return n;
+	iov[0] = (struct iovec){ hdr, (size_t)n };
+	iov[1] = (struct iovec){ (void *)page, page ? DSM_PAGE_SIZE : 0 };
+	return fabric_sendv(r->f, dst, DSM_FABRIC_TYPE, 0, iov, page ? 2 : 1);
+}
+
+static void dsm_fatal(void *ctx, const char *msg)
+{
+	struct cluster_ram *r = ctx;
+
+	machine_fail(r->m, "guest memory: %s", msg);
+}
+
+static void dsm_log(void *ctx, const char *msg)
+{
+	struct cluster_ram *r = ctx;
+
+	fprintf(stderr, "grappe-node %u: dsm: %s\n", r->m->pl.self, msg);
+}
+
+static void quiesce_cb(void *ctx)
+{
+	cluster_ram_quiesce(ctx);
+}
+
+static struct json_object *jint(uint64_t v)
+{
+	return json_object_new_int64((int64_t)v);
+}
+
+/* query-grappe-stats: the "dsm" member (docs/control.md). */
+static void dsm_stats_json(void *ctx, struct json_object *out)
+{
+	struct cluster_ram *r = ctx;
+	struct json_object *d = json_object_new_object(), *f = json_object_new_object();
+	struct json_object *hot = json_object_new_array();
+	struct dsm_stats st;
+
+	dsm_node_stats(r->dsm, &st);
+	json_object_object_add(f, "read", jint(st.fault_read_miss));
+	json_object_object_add(f, "write", jint(st.fault_write_miss));
+	json_object_object_add(f, "upgrade", jint(st.fault_upgrade));
+	json_object_object_add(f, "zero_local", jint(st.fault_zero_local));
+	json_object_object_add(f, "zero_remote", jint(st.fault_zero_remote));
+	json_object_object_add(f, "local", jint(st.fault_local));
+	json_object_object_add(d, "faults", f);
+	json_object_object_add(d, "pages_sent", jint(st.pages_tx));
+	json_object_object_add(d, "bytes_sent", jint(st.bytes_tx));
+	json_object_object_add(d, "pages_received", jint(st.pages_rx));
+	json_object_object_add(d, "bytes_received", jint(st.bytes_rx));
+	json_object_object_add(d, "invalidations", jint(st.inv_sent));
+	json_object_object_add(d, "evictions", jint(st.evict_s + st.evict_m));
+	json_object_object_add(d, "cache_held", jint(st.cache_held));
+	json_object_object_add(d, "held_for_progress", jint(r->held));
+	for (unsigned i = 0; i < DSM_STATS_TOP && st.top[i].count; i++) {
+		struct json_object *h = json_object_new_object();
+		char gpa[32];
+
+		snprintf(gpa, sizeof(gpa), "0x%llx",
+			 (unsigned long long)guest_mem_gpa(&r->m->mem, st.top[i].offset));
+		json_object_object_add(h, "gpa", json_object_new_string(gpa));
+		json_object_object_add(h, "moves", jint(st.top[i].count));
+		json_object_array_add(hot, h);
+	}
+	json_object_object_add(d, "hot_pages", hot);
+	json_object_object_add(out, "dsm", d);
+}
+
+/* Cells own RAM in order (as SRAT says): cell c's bytes are homed on its node. */
+static unsigned fill_homes(const struct vm_config *cfg, uint64_t size, struct dsm_range *homes)
+{
+	uint64_t off = 0;
+
+	if (!cfg->nr_cells) {
+		homes[0] = (struct dsm_range){ 0, size, 0 };
+		return 1;
+	}
+	for (unsigned c = 0; c < cfg->nr_cells; c++) {
+		homes[c] = (struct dsm_range){ off, off + cfg->cells[c].mem_bytes,
+					       vm_cluster_node_of_cell(cfg, c) };
+		off += cfg->cells[c].mem_bytes;
+	}
+	return cfg->nr_cells;
+}
+
+static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	struct dsm_range homes[VM_MAX_CELLS];
+	struct dsm_transport_ops tx = { .send = dsm_send, .ctx = r };
+	const struct vm_cluster_node *me = &cfg->cluster.nodes[r->m->pl.self];
+	struct dsm_config dc = {
+		.self = r->m->pl.self,
+		.nr_nodes = cfg->cluster.nr_nodes,
+		.mem = r->m->mem.host,
+		.size = r->m->mem.size,
+		.homes = homes,
+		.cache_pages = me->cache_bytes / DSM_PAGE_SIZE,
+		.on_fatal = dsm_fatal,
+		.on_log = dsm_log,
+		.cb_ctx = r,
+	};
+
+	dc.nr_homes = fill_homes(cfg, r->m->mem.size, homes);
+	if (dsm_node_create(&dc, &tx, &r->dsm, err, errlen) || dsm_node_start(r->dsm, err, errlen))
+		return -1;
+	r->m->stats_hook = dsm_stats_json;
+	r->m->quiesce_hook = quiesce_cb;
+	r->m->stats_ctx = r;
+	return 0;
+}
 
 /* Test aid: one /dev/shm file mapped over guest RAM by every node. */
 static int map_shared(struct cluster_ram *r, const struct vm_config *cfg, char *err, size_t errlen)
@@ -54,37 +243,66 @@ int cluster_ram_create(struct cluster_ram **out, struct machine *m, const struct
 		return -1;
 	}
 	r->m = m;
+	r->f = f;
+	r->hold_ns = (getenv("GRAPPE_DSM_HOLD_US") ? strtoull(getenv("GRAPPE_DSM_HOLD_US"), NULL, 10)
+						  : HOLD_DEFAULT_US) * 1000ULL;
+	for (unsigned i = 0; i < HOLD_SLOTS; i++)
+		r->hold[i].page = UINT64_MAX;
 	if (mode && !strcmp(mode, "shared")) {
 		r->shared = true;
 		return map_shared(r, cfg, err, errlen);
 	}
-	snprintf(err, errlen, "the DSM is not available in this build (GRAPPE_RAM=shared is a "
-		 "single-machine test aid)");
-	return -1;
+	return start_dsm(r, cfg, err, errlen);
 }
 
 bool cluster_ram_owns_type(uint16_t type)
 {
-	return type >= 0x200 && type < 0x300;
+	return type == DSM_FABRIC_TYPE;
 }
 
 void cluster_ram_receive(struct cluster_ram *r, unsigned src, uint16_t type, uint64_t req_id,
 			 const void *payload, size_t len)
 {
+	const uint8_t *page = NULL;
+	struct dsm_msg msg;
+	const char *why;
+
+	if (!r || !r->dsm)
+		return;
+	/* A peer that breaks the protocol cannot be trusted with guest memory. */
+	if (dsm_msg_decode(payload, len, &msg, &page, &why)) {
+		char line[160];
+
+		snprintf(line, sizeof(line), "malformed DSM message from node %u: %s", src, why);
+		dsm_node_fail(r->dsm, line);
+		return;
+	}
+	hold_before(r, &msg);
+	dsm_receive(r->dsm, src, &msg, page);
 }
 
 void cluster_ram_peer_down(struct cluster_ram *r, unsigned peer)
 {
+	if (r && r->dsm)
+		dsm_peer_down(r->dsm, peer, "the fabric lost it");
 }
 
 void cluster_ram_quiesce(struct cluster_ram *r)
 {
+	if (r && r->dsm)
+		dsm_node_stop(r->dsm);
 }
 
 void cluster_ram_destroy(struct cluster_ram *r)
 {
 	if (!r)
 		return;
+	if (r->dsm) {
+		r->m->stats_hook = NULL;
+		r->m->quiesce_hook = NULL;
+		dsm_node_stop(r->dsm);
+		dsm_node_destroy(r->dsm);
+	}
 	/* The first node to leave removes the name; mappings stay valid. */
 	if (r->shared)
 		unlink(r->shm_path);

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GRAPPE_DSM_H
+#define GRAPPE_DSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsm/dsm_msg.h"
+
+/*
+ * The DSM engine: guest RAM shared by the nodes of a cluster with a
+ * home-based MSI directory protocol at 4 KiB granularity, on
+ * userfaultfd (docs/dsm.md; the protocol is dsm/model/dsm.pml).
+ *
+ * Every node maps the same `size` bytes; a page's offset is its identity.
+ * Each page has a home (the node whose NUMA cell holds it) that keeps its
+ * directory entry and, while nobody else writes it, its data in its own
+ * mapping. A node holds its own cell plus at most `cache_pages` pages of
+ * other cells.
+ *
+ * All state is in struct dsm_node: a process may run several nodes (unit
+ * tests run three). No function here calls exit().
+ *
+ * Threads: the engine runs its fault handler thread(s); the transport
+ * calls dsm_receive() and dsm_peer_down() from its own thread(s). That
+ * thread must never touch guest memory (it would wait for itself), and
+ * neither may on_fatal/on_log.
+ */
+
+#define DSM_MAX_NODES 64
+#define DSM_NONE 0xff
+
+/* [start, end) byte offsets of guest RAM homed on node. */
+struct dsm_range {
+	uint64_t start, end;
+	unsigned node;
+};
+
+/*
+ * Page operations, for tests and tools that drive the protocol without
+ * userfaultfd (the default, NULL, is userfaultfd on the mapping). Each
+ * acts on page p and returns 0 or -errno; the engine calls them only in
+ * the states where they make sense (install on an absent page, read on a
+ * present one, ...). Faults are then injected with dsm_fault().
+ */
+#define DSM_INSTALL_WP      0x1   /* map write-protected (state S) */
+#define DSM_INSTALL_ZERO_RO 0x2   /* data == NULL: the shared zero page may do */
+struct dsm_mem_ops {
+	int (*install)(void *ctx, uint64_t p, const void *data /* NULL: zeros */, unsigned flags);
+	int (*protect)(void *ctx, uint64_t p, bool wp);    /* clearing wakes waiters */
+	int (*drop)(void *ctx, uint64_t p);
+	int (*read)(void *ctx, uint64_t p, void *buf);
+	void (*wake)(void *ctx, uint64_t p);
+	void *ctx;
+};
+
+struct dsm_config {
+	unsigned self;
+	unsigned nr_nodes;                /* 1..DSM_MAX_NODES */
+	/*
+	 * Guest RAM: an anonymous private mapping of size bytes (page
+	 * aligned), e.g. the one KVM memslots point at, or NULL and the node
+	 * allocates it (dsm_node_mem). Pages of this node's cell that are
+	 * already present at dsm_node_start are taken as written here; pages
+	 * of other cells that are present are discarded.
+	 */
+	void *mem;
+	uint64_t size;
+	/* The cells: ranges covering [0, size) exactly, in any order. */
+	const struct dsm_range *homes;
+	unsigned nr_homes;
+	/* Other cells' pages held at most (plus one per fault in flight); 0: no bound. */
+	uint64_t cache_pages;
+	unsigned handler_threads;         /* 0: 1 */
+	/*
+	 * After a fault, the handler keeps polling the userfaultfd (and the
+	 * transport, if it has a poll op) for up to spin_us before it sleeps;
+	 * adaptive: the window shrinks while spinning finds nothing. A cross-core
+	 * wake-up costs 25-35 us here, a spin saves it but burns a core. 0: sleep.
+	 */
+	unsigned spin_us;
+	/* A request unanswered for this long is fatal; 0: wait forever. */
+	unsigned request_timeout_ms;
+	/*
+	 * The node cannot go on (a peer holding pages is down, a peer broke
+	 * the protocol, a timeout): called once, on some engine or transport
+	 * thread. Afterwards guest memory is plain memory: every blocked and
+	 * future access completes (absent pages read as zero) so that the VMM
+	 * can stop its vCPUs; the guest's memory is no longer coherent.
+	 */
+	void (*on_fatal)(void *ctx, const char *msg);
+	void (*on_log)(void *ctx, const char *msg);   /* NULL: stderr */
+	void *cb_ctx;
+	const struct dsm_mem_ops *mem_ops;            /* NULL: userfaultfd */
+};
+
+struct dsm_msg;
+
+struct dsm_transport_ops {
+	/*
+	 * Queue one message for node dst, in order: messages to one node must
+	 * arrive in the order sent (like TCP). page is NULL or 4096 bytes,
+	 * valid during the call only. May block briefly; is never called with
+	 * engine locks held. Returns 0 or -errno (the peer is then expected to
+	 * be reported down).
+	 */
+	int (*send)(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page);
+	/*
+	 * Optional: deliver the messages already received, on the calling
+	 * thread, without blocking; returns how many. A spinning fault
+	 * handler calls it so that one thread polls both the userfaultfd and
+	 * the network, and answers arrive without a cross-core wake-up.
+	 */
+	int (*poll)(void *ctx);
+	void *ctx;
+};
+
+struct dsm_node;
+
+int dsm_node_create(const struct dsm_config *cfg, const struct dsm_transport_ops *tx,
+		    struct dsm_node **out, char *err, size_t errlen);
+/* Registers the mapping with userfaultfd and starts the fault handler(s). */
+int dsm_node_start(struct dsm_node *n, char *err, size_t errlen);
+/*
+ * Stops the handlers; afterwards guest memory is plain memory (blocked
+ * accesses complete, nothing is coherent any more) and messages are
+ * ignored. Call it on every node once the guest is stopped.
+ */
+void dsm_node_stop(struct dsm_node *n);
+void dsm_node_destroy(struct dsm_node *n);
+void *dsm_node_mem(const struct dsm_node *n);
+unsigned dsm_home_of(const struct dsm_node *n, uint64_t offset);
+
+/*
+ * A message from node src (page: NULL or the 4096 bytes it carries,
+ * valid during the call). Called by the transport's receive thread.
+ * Returns 0, or -EINVAL for a message that breaks the protocol (the node
+ * is then failed: a peer that sends garbage cannot be trusted).
+ */
+int dsm_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *msg, const void *page);
+/* The transport lost node peer: the node is failed (see on_fatal). */
+void dsm_peer_down(struct dsm_node *n, unsigned peer, const char *why);
+/* Fails the node by hand (e.g. the VMM is tearing down after an error). */
+void dsm_node_fail(struct dsm_node *n, const char *why);
+bool dsm_node_failed(const struct dsm_node *n);
+
+/*
+ * A fault on the page at offset, as the userfaultfd handler sees it
+ * (with dsm_mem_ops, the only way faults arrive). Returns 0 when the
+ * page is valid now (resolved inline), 1 when a request is in flight (the
+ * install will wake the faulting threads), or -errno.
+ */
+int dsm_fault(struct dsm_node *n, uint64_t offset, bool write);
+/*
+ * Starts fetching [offset, offset+len) (S, or M if write) without
+ * waiting: many requests in flight at once. Pages already valid and
+ * pages in flight are skipped. Returns the number of requests sent.
+ */
+int dsm_prefetch(struct dsm_node *n, uint64_t offset, uint64_t len, bool write);
+/*
+ * Makes [offset, offset+len) valid here (fetching in parallel, then
+ * touching each page, which waits for it). A page can be taken away again
+ * at once by another node: this only saves faults. Never call it from the
+ * transport's receive thread or a fault handler.
+ */
+int dsm_access(struct dsm_node *n, uint64_t offset, uint64_t len, bool write);
+
+#define DSM_STATS_TOP 8
+struct dsm_page_count {
+	uint64_t offset;
+	uint64_t count;
+};
+
+struct dsm_stats {
+	/*
+	 * Faults (and dsm_prefetch requests) by how they were resolved. A miss
+	 * or upgrade sent messages (to a remote home, or from the local home to
+	 * sharers/owners); zero_local and local were resolved at the local
+	 * home without any message; zero_remote counts the misses granted with
+	 * DATA_ZERO (a subset of the misses).
+	 */
+	uint64_t fault_read_miss, fault_write_miss, fault_upgrade;
+	uint64_t fault_zero_local, fault_zero_remote, fault_local;
+	uint64_t fault_joined;        /* the page was already in flight */
+	uint64_t fault_spurious;      /* already valid when handled */
+	uint64_t msgs_tx, msgs_rx, bytes_tx, bytes_rx, pages_tx, pages_rx;
+	uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
+	uint64_t inv_sent;            /* INV sent by this home */
+	uint64_t inv_dropped;         /* copies dropped here on INV */
+	uint64_t evict_s, evict_m;    /* evictions: silent (S), PUT_M (M) */
+	uint64_t queued;              /* requests that waited behind a busy entry */
+	uint64_t cache_held, cache_max;   /* other cells' pages held now / at most */
+	uint64_t in_flight;           /* requests of this node not answered yet */
+	/* The pages that moved (to or from this node) most often. */
+	struct dsm_page_count top[DSM_STATS_TOP];
+};
+void dsm_node_stats(struct dsm_node *n, struct dsm_stats *st);
+/* One line per counter, for logs: "name value\n"... into buf. */
+int dsm_stats_format(const struct dsm_stats *st, char *buf, size_t len);
+
+#endif

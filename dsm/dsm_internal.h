@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef GRAPPE_DSM_INTERNAL_H
+#define GRAPPE_DSM_INTERNAL_H
+
+/* Shared by dsm/dsm.c (node, userfaultfd, threads) and dsm/dsm_proto.c (protocol). */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "dsm/dsm.h"
+
+/* A node's state of one page: the local states of dsm/model/dsm.pml. */
+enum dsm_state {
+	DSM_I,        /* absent */
+	DSM_S,        /* present, write-protected */
+	DSM_M,        /* present, writable */
+	DSM_IS_D,     /* absent, GET_S sent */
+	DSM_IM_D,     /* absent, GET_M sent (or UPGRADE overtaken by INV) */
+	DSM_SM_A,     /* present write-protected, UPGRADE sent */
+	DSM_MI_A,     /* absent, PUT_M sent, copy kept until PUT_ACK */
+};
+
+/*
+ * Per page, on every node (8 bytes). Guarded by the page's lock, except
+ * cached (cache_lock). The home's own state is only ever I, S or M: its
+ * requests are marked by lpend instead.
+ */
+struct dsm_page {
+	uint8_t state;
+	uint8_t home;      /* home node */
+	uint8_t lpend;     /* at the home: a local request is queued or running */
+	uint8_t cached;    /* in the eviction ring */
+	uint32_t moves;    /* times the page moved to or from this node */
+};
+
+/* Directory entry, at the home, per page of the cell. */
+struct dsm_dir {
+	uint64_t sharers;  /* remote nodes that may hold S: a superset */
+	uint8_t owner;     /* the node in M (maybe this one), or DSM_NONE */
+	uint8_t zero;      /* never written: content zero, no copy needed */
+	uint8_t busy;      /* a transaction waits for acks or data */
+};
+
+/* A request that arrived while its entry was busy. */
+struct dsm_qent {
+	struct dsm_qent *next;
+	uint8_t src, kind;
+	bool zero;
+	uint8_t *data;     /* PUT_M payload */
+};
+
+/* The transaction of a busy entry, and its queue. */
+struct dsm_txn {
+	struct dsm_txn *next;          /* hash chain */
+	uint64_t page;
+	bool busy, wait_data;
+	uint8_t req, kind;
+	uint64_t acks;                 /* nodes whose INV_ACK is awaited */
+	bool data_zero;
+	uint8_t *data;                 /* what the grant will carry */
+	struct dsm_qent *qhead, *qtail;
+};
+
+/* An evicted M page until PUT_ACK: a FWD_* crossing the PUT_M is answered from it. */
+struct dsm_putm {
+	struct dsm_putm *next;
+	uint64_t page;
+	bool zero;
+	uint8_t data[DSM_PAGE_SIZE];
+};
+
+/* A message waiting to be sent, in protocol order. */
+struct dsm_out {
+	struct dsm_out *next;
+	unsigned dst;
+	struct dsm_msg msg;
+	uint8_t page[];                /* when dsm_msg_has_page */
+};
+
+#define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
+
+struct dsm_own_range {
+	uint64_t start, end;           /* pages */
+	uint64_t dir_base;
+};
+
+struct dsm_counters {
+	_Atomic uint64_t fault_read_miss, fault_write_miss, fault_upgrade;
+	_Atomic uint64_t fault_zero_local, fault_zero_remote, fault_local;
+	_Atomic uint64_t fault_joined, fault_spurious;
+	_Atomic uint64_t msgs_tx, msgs_rx, bytes_tx, bytes_rx, pages_tx, pages_rx;
+	_Atomic uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
+	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued;
+	_Atomic uint64_t cache_max;
+};
+
+struct dsm_node {
+	unsigned self, nr_nodes;
+	uint8_t *base;
+	uint64_t size, npages;
+	bool own_mapping;
+	uint64_t cache_pages;
+	struct dsm_config cfg;
+	struct dsm_range *homes;
+	struct dsm_transport_ops tx;
+	struct dsm_mem_ops mem;
+	bool uffd_mode;
+
+	struct dsm_page *pages;
+	struct dsm_dir *dir;
+	struct dsm_own_range *own;
+	unsigned nr_own;
+
+	pthread_mutex_t locks[DSM_NLOCKS];
+	struct dsm_txn *txns[DSM_NLOCKS];      /* bucket i guarded by locks[i] */
+	struct dsm_putm *putms[DSM_NLOCKS];
+
+	pthread_mutex_t out_lock;
+	struct dsm_out *out_head, *out_tail;
+	bool flushing;
+
+	pthread_mutex_t cache_lock;
+	uint64_t *ring;
+	size_t ring_cap, ring_head, ring_len;
+	_Atomic uint64_t held;                 /* other cells' pages held or in flight */
+
+	_Atomic uint64_t in_flight;            /* this node's requests not answered */
+	_Atomic uint64_t last_rx_ns;           /* for the request timeout */
+	_Atomic bool failed, stopped;
+	pthread_mutex_t fail_lock;
+
+	/* userfaultfd engine (dsm/dsm.c) */
+	int uffd, stop_fd;
+	pthread_t *threads;
+	unsigned nr_threads;
+	bool started, registered;
+
+	struct dsm_counters c;
+};
+
+static inline void dsm_count(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+uint64_t dsm_now_ns(void);
+void dsm_log(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fails the node (idempotent): on_fatal, then guest memory becomes plain memory. */
+void dsm_fail(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Engine hook: stop coherence (unregister userfaultfd, waking every fault). */
+void dsm_engine_release(struct dsm_node *n);
+
+/* dsm/dsm_proto.c */
+int dsm_proto_init(struct dsm_node *n);
+void dsm_proto_free(struct dsm_node *n);
+int dsm_proto_fault(struct dsm_node *n, uint64_t p, bool write, bool prefetch);
+int dsm_proto_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+		      const uint8_t *data);
+/* At start: a page of this cell that is already present is taken as written here. */
+void dsm_proto_adopt(struct dsm_node *n, uint64_t p);
+void dsm_proto_flush(struct dsm_node *n);
+/* Logs the pages in flight and the busy directory entries (lock-free, racy). */
+void dsm_proto_dump(struct dsm_node *n);
+bool dsm_page_is_zero(const void *page);
+
+#endif

@@ -1,0 +1,1098 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The coherence protocol: a home-based MSI directory, one transition per
+ * message or fault, each taken under the page's lock. This file follows
+ * dsm/model/dsm.pml step by step (same names: home_req -> home_request,
+ * grant_m, start_inv, start_fwd, finish, handle -> dsm_proto_receive);
+ * change the model first, then this. docs/dsm.md has the tables.
+ *
+ * Page operations go through n->mem (userfaultfd in dsm/dsm.c, a fake in
+ * the unit tests), messages through an outbox that keeps the order in
+ * which the transitions produced them, and is sent after the lock is
+ * released so that a slow send never holds a page lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsm/dsm_internal.h"
+
+static pthread_mutex_t *plock(struct dsm_node *n, uint64_t p)
+{
+	return &n->locks[p & (DSM_NLOCKS - 1)];
+}
+
+static uint64_t bit(unsigned node)
+{
+	return 1ULL << node;
+}
+
+/* Pages from a transport have no particular alignment: load through memcpy. */
+bool dsm_page_is_zero(const void *page)
+{
+	const uint8_t *b = page;
+	uint64_t w[4];
+
+	for (unsigned i = 0; i < DSM_PAGE_SIZE; i += sizeof(w)) {
+		memcpy(w, b + i, sizeof(w));
+		if (w[0] | w[1] | w[2] | w[3])
+			return false;
+	}
+	return true;
+}
+
+static struct dsm_dir *dir_of(struct dsm_node *n, uint64_t p)
+{
+	for (unsigned i = 0; i < n->nr_own; i++)
+		if (p >= n->own[i].start && p < n->own[i].end)
+			return &n->dir[n->own[i].dir_base + (p - n->own[i].start)];
+	return NULL;
+}
+
+/* ---- bookkeeping ---- */
+
+static bool counted(uint8_t st)
+{
+	return st == DSM_S || st == DSM_M || st == DSM_IS_D || st == DSM_IM_D || st == DSM_SM_A;
+}
+
+static bool transient(uint8_t st)
+{
+	return st >= DSM_IS_D;
+}
+
+/* Changes a page's state, keeping the cache and in-flight counts. */
+static void set_state(struct dsm_node *n, uint64_t p, uint8_t st)
+{
+	struct dsm_page *pg = &n->pages[p];
+	uint8_t old = pg->state;
+
+	if (pg->home != n->self && counted(old) != counted(st)) {
+		if (counted(st)) {
+			uint64_t h = atomic_fetch_add(&n->held, 1) + 1;
+			uint64_t mx = atomic_load_explicit(&n->c.cache_max, memory_order_relaxed);
+
+			while (h > mx && !atomic_compare_exchange_weak(&n->c.cache_max, &mx, h))
+				;
+		} else {
+			atomic_fetch_sub(&n->held, 1);
+		}
+	}
+	if (transient(old) != transient(st)) {
+		if (transient(st))
+			atomic_fetch_add(&n->in_flight, 1);
+		else
+			atomic_fetch_sub(&n->in_flight, 1);
+	}
+	__atomic_store_n(&pg->state, st, __ATOMIC_RELAXED);
+}
+
+static void set_lpend(struct dsm_node *n, uint64_t p, bool v)
+{
+	struct dsm_page *pg = &n->pages[p];
+
+	if (pg->lpend == v)
+		return;
+	pg->lpend = v;
+	if (v)
+		atomic_fetch_add(&n->in_flight, 1);
+	else
+		atomic_fetch_sub(&n->in_flight, 1);
+}
+
+/* ---- page operations: a failure is fatal (coherence would be lost) ---- */
+
+static bool mem_ok(struct dsm_node *n, int r, const char *what, uint64_t p)
+{
+	if (r == 0)
+		return true;
+	dsm_fail(n, "%s page %#llx: %s", what, (unsigned long long)p << DSM_PAGE_SHIFT,
+		 strerror(-r));
+	return false;
+}
+
+static bool m_install(struct dsm_node *n, uint64_t p, const void *data, unsigned flags)
+{
+	return mem_ok(n, n->mem.install(n->mem.ctx, p, data, flags), "install", p);
+}
+
+static bool m_protect(struct dsm_node *n, uint64_t p, bool wp)
+{
+	return mem_ok(n, n->mem.protect(n->mem.ctx, p, wp), wp ? "protect" : "unprotect", p);
+}
+
+static bool m_drop(struct dsm_node *n, uint64_t p)
+{
+	return mem_ok(n, n->mem.drop(n->mem.ctx, p), "drop", p);
+}
+
+static bool m_read(struct dsm_node *n, uint64_t p, void *buf)
+{
+	return mem_ok(n, n->mem.read(n->mem.ctx, p, buf), "read", p);
+}
+
+static void moved(struct dsm_node *n, uint64_t p)
+{
+	if (n->pages[p].moves != UINT32_MAX)
+		n->pages[p].moves++;
+}
+
+/* ---- the outbox ---- */
+
+static struct dsm_out *out_new(struct dsm_node *n, unsigned dst, uint8_t type, uint8_t flags,
+			       uint64_t p)
+{
+	struct dsm_msg m = { .type = type, .flags = flags, .page = p };
+	struct dsm_out *o = malloc(sizeof(*o) + (dsm_msg_has_page(&m) ? DSM_PAGE_SIZE : 0));
+
+	if (!o) {
+		dsm_fail(n, "out of memory");
+		return NULL;
+	}
+	o->next = NULL;
+	o->dst = dst;
+	o->msg = m;
+	return o;
+}
+
+static void out_push(struct dsm_node *n, struct dsm_out *o)
+{
+	pthread_mutex_lock(&n->out_lock);
+	if (n->out_tail)
+		n->out_tail->next = o;
+	else
+		n->out_head = o;
+	n->out_tail = o;
+	pthread_mutex_unlock(&n->out_lock);
+}
+
+static void send_plain(struct dsm_node *n, unsigned dst, uint8_t type, uint8_t flags, uint64_t p)
+{
+	struct dsm_out *o = out_new(n, dst, type, flags, p);
+
+	if (o)
+		out_push(n, o);
+}
+
+/*
+ * A message carrying a page (DATA, FWD_DATA, PUT_M): data NULL means a
+ * zero page, and so does a page that is all zero; either travels without
+ * payload.
+ */
+static void send_page(struct dsm_node *n, unsigned dst, uint8_t type, uint8_t flags, uint64_t p,
+		      const uint8_t *data)
+{
+	struct dsm_out *o;
+
+	if (!data || dsm_page_is_zero(data)) {
+		if (type == DSM_DATA)
+			type = DSM_DATA_ZERO;
+		else
+			flags |= DSM_MSG_F_ZERO;
+		send_plain(n, dst, type, flags, p);
+		return;
+	}
+	o = out_new(n, dst, type, flags, p);
+	if (!o)
+		return;
+	memcpy(o->page, data, DSM_PAGE_SIZE);
+	out_push(n, o);
+	moved(n, p);
+}
+
+/* DATA from this node's own mapping (held S or M), read straight into the message. */
+static void send_local_page(struct dsm_node *n, unsigned dst, uint8_t type, uint8_t flags,
+			    uint64_t p)
+{
+	struct dsm_out *o = out_new(n, dst, type, flags, p);
+
+	if (!o)
+		return;
+	if (!m_read(n, p, o->page)) {
+		free(o);
+		return;
+	}
+	if (dsm_page_is_zero(o->page)) {
+		o->msg.type = type == DSM_DATA ? DSM_DATA_ZERO : type;
+		o->msg.flags |= type == DSM_DATA ? 0 : DSM_MSG_F_ZERO;
+	} else {
+		moved(n, p);
+	}
+	out_push(n, o);
+}
+
+/*
+ * Sends everything queued, in order. One thread sends at a time; the
+ * others leave their messages to it, so that no caller waits on another
+ * node while a message it queued is still unsent by nobody.
+ */
+void dsm_proto_flush(struct dsm_node *n)
+{
+	struct dsm_out *o;
+	int r;
+
+	pthread_mutex_lock(&n->out_lock);
+	if (n->flushing) {
+		pthread_mutex_unlock(&n->out_lock);
+		return;
+	}
+	n->flushing = true;
+	while ((o = n->out_head)) {
+		n->out_head = o->next;
+		if (!n->out_head)
+			n->out_tail = NULL;
+		pthread_mutex_unlock(&n->out_lock);
+		if (!atomic_load(&n->failed) && !atomic_load(&n->stopped)) {
+			bool pg = dsm_msg_has_page(&o->msg);
+
+			r = n->tx.send(n->tx.ctx, o->dst, &o->msg, pg ? o->page : NULL);
+			if (r)
+				dsm_fail(n, "send %s to node %u: %s", dsm_msg_type_name(o->msg.type),
+					 o->dst, strerror(-r));
+			dsm_count(&n->c.msgs_tx, 1);
+			dsm_count(&n->c.msgs_tx_type[o->msg.type], 1);
+			dsm_count(&n->c.bytes_tx, DSM_MSG_HDR_LEN + (pg ? DSM_PAGE_SIZE : 0));
+			dsm_count(&n->c.pages_tx, pg);
+		}
+		free(o);
+		pthread_mutex_lock(&n->out_lock);
+	}
+	n->flushing = false;
+	pthread_mutex_unlock(&n->out_lock);
+}
+
+/* ---- the eviction ring (FIFO over other cells' pages) ---- */
+
+static void ring_compact(struct dsm_node *n)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < n->ring_len; i++) {
+		uint64_t q = n->ring[(n->ring_head + i) % n->ring_cap];
+
+		if (counted(__atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED)))
+			n->ring[(n->ring_head + keep++) % n->ring_cap] = q;
+		else
+			n->pages[q].cached = 0;
+	}
+	n->ring_len = keep;
+}
+
+static bool ring_grow(struct dsm_node *n)
+{
+	size_t cap = n->ring_cap * 2;
+	uint64_t *r = malloc(cap * sizeof(*r));
+
+	if (!r)
+		return false;
+	for (size_t i = 0; i < n->ring_len; i++)
+		r[i] = n->ring[(n->ring_head + i) % n->ring_cap];
+	free(n->ring);
+	n->ring = r;
+	n->ring_cap = cap;
+	n->ring_head = 0;
+	return true;
+}
+
+/* Called with q's lock held, after q became counted. */
+static void ring_push(struct dsm_node *n, uint64_t q)
+{
+	if (!n->ring)
+		return;
+	pthread_mutex_lock(&n->cache_lock);
+	if (!n->pages[q].cached) {
+		if (n->ring_len == n->ring_cap)
+			ring_compact(n);
+		if (n->ring_len < n->ring_cap || ring_grow(n)) {
+			n->ring[(n->ring_head + n->ring_len++) % n->ring_cap] = q;
+			n->pages[q].cached = 1;
+		}
+	}
+	pthread_mutex_unlock(&n->cache_lock);
+}
+
+static bool ring_pop(struct dsm_node *n, uint64_t *q)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&n->cache_lock);
+	if (n->ring_len) {
+		*q = n->ring[n->ring_head];
+		n->ring_head = (n->ring_head + 1) % n->ring_cap;
+		n->ring_len--;
+		ok = true;
+	}
+	pthread_mutex_unlock(&n->cache_lock);
+	return ok;
+}
+
+/* q was popped: put it back (requeue) or forget it. Called with q's lock. */
+static void ring_return(struct dsm_node *n, uint64_t q, bool requeue)
+{
+	pthread_mutex_lock(&n->cache_lock);
+	if (requeue && (n->ring_len < n->ring_cap || ring_grow(n)))
+		n->ring[(n->ring_head + n->ring_len++) % n->ring_cap] = q;
+	else
+		n->pages[q].cached = 0;
+	pthread_mutex_unlock(&n->cache_lock);
+}
+
+static struct dsm_putm **putm_slot(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_putm **s = &n->putms[p & (DSM_NLOCKS - 1)];
+
+	while (*s && (*s)->page != p)
+		s = &(*s)->next;
+	return s;
+}
+
+/* Evict M: write-protect, copy, drop, then PUT_M; keep the copy for a crossing FWD_*. */
+static void evict_m(struct dsm_node *n, uint64_t q)
+{
+	struct dsm_putm *b = malloc(sizeof(*b));
+
+	if (!b) {
+		dsm_fail(n, "out of memory");
+		return;
+	}
+	if (!m_protect(n, q, true) || !m_read(n, q, b->data) || !m_drop(n, q)) {
+		free(b);
+		return;
+	}
+	b->page = q;
+	b->zero = dsm_page_is_zero(b->data);
+	b->next = NULL;
+	*putm_slot(n, q) = b;
+	set_state(n, q, DSM_MI_A);
+	send_page(n, n->pages[q].home, DSM_PUT_M, 0, q, b->zero ? NULL : b->data);
+	dsm_count(&n->c.evict_m, 1);
+}
+
+/* Makes room for one more page of another cell: the oldest S or M page goes. */
+static void evict_one(struct dsm_node *n)
+{
+	size_t tries = 2 * n->ring_len + 2;
+	uint64_t q;
+
+	while (tries-- && !atomic_load(&n->failed) && ring_pop(n, &q)) {
+		uint8_t st;
+
+		pthread_mutex_lock(plock(n, q));
+		st = n->pages[q].state;
+		if (st == DSM_S) {
+			if (m_drop(n, q))
+				set_state(n, q, DSM_I);
+			dsm_count(&n->c.evict_s, 1);
+		} else if (st == DSM_M) {
+			evict_m(n, q);
+		}
+		ring_return(n, q, transient(st) && st != DSM_MI_A);
+		pthread_mutex_unlock(plock(n, q));
+		if (st == DSM_S || st == DSM_M) {
+			dsm_proto_flush(n);
+			return;
+		}
+	}
+}
+
+/* ---- the home ---- */
+
+/* The transaction record of p (created if asked), in p's bucket. */
+static struct dsm_txn *txn_get(struct dsm_node *n, uint64_t p, bool create)
+{
+	struct dsm_txn **s = &n->txns[p & (DSM_NLOCKS - 1)], *t;
+
+	for (t = *s; t; t = t->next)
+		if (t->page == p)
+			return t;
+	if (!create)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		dsm_fail(n, "out of memory");
+		return NULL;
+	}
+	t->page = p;
+	t->next = *s;
+	*s = t;
+	return t;
+}
+
+static void txn_free(struct dsm_node *n, struct dsm_txn *t)
+{
+	struct dsm_txn **s = &n->txns[t->page & (DSM_NLOCKS - 1)];
+
+	while (*s != t)
+		s = &(*s)->next;
+	*s = t->next;
+	free(t->data);
+	free(t);
+}
+
+/* What a grant carries: a page, a zero page, or nothing (UPGRADE). */
+struct pdata {
+	const uint8_t *buf;
+	bool zero;
+};
+
+/* Grant M to r: every other copy is gone. */
+static void grant_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r, uint8_t kind,
+		    struct pdata v)
+{
+	d->owner = (uint8_t)r;
+	d->sharers = 0;
+	d->zero = 0;
+	if (r != n->self) {
+		if (kind == DSM_UPGRADE)
+			send_plain(n, r, DSM_UPG_ACK, 0, p);
+		else
+			send_page(n, r, DSM_DATA, DSM_MSG_F_GRANT_M, p, v.zero ? NULL : v.buf);
+		return;
+	}
+	if (kind == DSM_UPGRADE ? m_protect(n, p, false) : m_install(n, p, v.zero ? NULL : v.buf, 0))
+		set_state(n, p, DSM_M);
+	set_lpend(n, p, false);
+}
+
+/* Invalidate the remote sharers in inv; grant when they all acked. Takes data. */
+static void start_inv(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
+		      uint8_t kind, uint8_t *data, bool zero, uint64_t inv)
+{
+	struct dsm_txn *t = txn_get(n, p, true);
+
+	if (!t) {
+		free(data);
+		return;
+	}
+	d->busy = 1;
+	t->busy = true;
+	t->wait_data = false;
+	t->req = (uint8_t)r;
+	t->kind = kind;
+	t->data = data;
+	t->data_zero = zero;
+	t->acks = inv;
+	for (unsigned s = 0; s < n->nr_nodes; s++)
+		if (inv & bit(s)) {
+			send_plain(n, s, DSM_INV, 0, p);
+			dsm_count(&n->c.inv_sent, 1);
+		}
+}
+
+/* Ask the owner for the page; it answers FWD_DATA to the home. */
+static void start_fwd(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r, uint8_t kind)
+{
+	struct dsm_txn *t = txn_get(n, p, true);
+
+	if (!t)
+		return;
+	d->busy = 1;
+	t->busy = true;
+	t->wait_data = true;
+	t->req = (uint8_t)r;
+	t->kind = kind;
+	send_plain(n, d->owner, kind == DSM_GET_S ? DSM_FWD_GET_S : DSM_FWD_GET_M, 0, p);
+}
+
+/* A fault on a page of this cell (model: home_req with r == me). */
+static void local_request(struct dsm_node *n, struct dsm_dir *d, uint64_t p, uint8_t want)
+{
+	uint8_t st = n->pages[p].state;
+
+	if ((want == DSM_GET_S && (st == DSM_S || st == DSM_M)) || st == DSM_M) {
+		set_lpend(n, p, false);          /* satisfied meanwhile */
+		n->mem.wake(n->mem.ctx, p);
+		return;
+	}
+	if (st == DSM_S) {                       /* upgrade at the home */
+		if (d->sharers) {
+			dsm_count(&n->c.fault_upgrade, 1);
+			start_inv(n, d, p, n->self, DSM_UPGRADE, NULL, false, d->sharers);
+		} else {
+			dsm_count(&n->c.fault_local, 1);
+			grant_m(n, d, p, n->self, DSM_UPGRADE, (struct pdata){ 0 });
+		}
+		return;
+	}
+	if (d->owner != DSM_NONE) {
+		dsm_count(want == DSM_GET_S ? &n->c.fault_read_miss : &n->c.fault_write_miss, 1);
+		start_fwd(n, d, p, n->self, want);
+		return;
+	}
+	/* Absent and nobody writes it: never written, zero. */
+	if (!d->zero) {
+		dsm_fail(n, "directory: page %#llx valid nowhere", (unsigned long long)p);
+		return;
+	}
+	if (want == DSM_GET_S) {
+		dsm_count(&n->c.fault_zero_local, 1);
+		/* Nobody else has it: take M, on the shared zero page. */
+		if (!d->sharers && m_install(n, p, NULL, DSM_INSTALL_ZERO_RO)) {
+			set_state(n, p, DSM_M);
+			d->owner = (uint8_t)n->self;
+			d->zero = 0;
+		} else if (d->sharers && m_install(n, p, NULL, DSM_INSTALL_WP)) {
+			set_state(n, p, DSM_S);
+		}
+		set_lpend(n, p, false);
+	} else if (!d->sharers) {
+		dsm_count(&n->c.fault_zero_local, 1);
+		grant_m(n, d, p, n->self, DSM_GET_M, (struct pdata){ .zero = true });
+	} else {
+		dsm_count(&n->c.fault_write_miss, 1);
+		start_inv(n, d, p, n->self, DSM_GET_M, NULL, true, d->sharers);
+	}
+}
+
+static void home_put_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
+		       struct pdata v)
+{
+	if (d->owner == r) {
+		d->owner = DSM_NONE;
+		d->sharers = 0;
+		if (v.zero || !v.buf) {
+			d->zero = 1;                  /* the home stays absent */
+		} else if (m_install(n, p, v.buf, DSM_INSTALL_WP)) {
+			set_state(n, p, DSM_S);
+			moved(n, p);
+		}
+	}
+	/* else stale: a FWD_* crossing it took the data from the PUT_M buffer */
+	send_plain(n, r, DSM_PUT_ACK, 0, p);
+}
+
+static void home_get_s(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r)
+{
+	if (d->owner == DSM_NONE) {
+		d->sharers |= bit(r);
+		if (d->zero)
+			send_plain(n, r, DSM_DATA_ZERO, 0, p);
+		else if (n->pages[p].state == DSM_S)
+			send_local_page(n, r, DSM_DATA, 0, p);
+		else
+			dsm_fail(n, "directory: page %#llx not at its home", (unsigned long long)p);
+	} else if (d->owner == n->self) {
+		/* write-protect the home's copy, share it */
+		if (!m_protect(n, p, true))
+			return;
+		set_state(n, p, DSM_S);
+		d->owner = DSM_NONE;
+		d->sharers |= bit(r);
+		send_local_page(n, r, DSM_DATA, 0, p);
+	} else if (d->owner == r) {
+		dsm_fail(n, "node %u asks for page %#llx it owns", r, (unsigned long long)p);
+	} else {
+		start_fwd(n, d, p, r, DSM_GET_S);
+	}
+}
+
+static void home_get_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
+		       uint8_t kind)
+{
+	struct dsm_out *o;
+	uint8_t *buf = NULL;
+	uint64_t inv;
+
+	/* an UPGRADE whose S copy was invalidated meanwhile is a GET_M */
+	if (kind == DSM_UPGRADE && !(d->owner == DSM_NONE && (d->sharers & bit(r))))
+		kind = DSM_GET_M;
+	if (d->owner == DSM_NONE) {
+		if (kind != DSM_UPGRADE && !d->zero) {
+			buf = malloc(DSM_PAGE_SIZE);
+			if (!buf || n->pages[p].state != DSM_S || !m_read(n, p, buf)) {
+				free(buf);
+				dsm_fail(n, "page %#llx: no copy at its home", (unsigned long long)p);
+				return;
+			}
+		}
+		/* write-protected already: copied, now drop */
+		if (n->pages[p].state == DSM_S) {
+			if (!m_drop(n, p)) {
+				free(buf);
+				return;
+			}
+			set_state(n, p, DSM_I);
+		}
+		inv = d->sharers & ~bit(r);
+		if (inv) {
+			start_inv(n, d, p, r, kind, buf, !buf, inv);
+			return;
+		}
+		grant_m(n, d, p, r, kind, (struct pdata){ .buf = buf, .zero = !buf });
+		free(buf);
+	} else if (d->owner == n->self) {
+		/* write-protect, copy into the grant, drop */
+		o = out_new(n, r, DSM_DATA, DSM_MSG_F_GRANT_M, p);
+		if (!o)
+			return;
+		if (!m_protect(n, p, true) || !m_read(n, p, o->page) || !m_drop(n, p)) {
+			free(o);
+			return;
+		}
+		set_state(n, p, DSM_I);
+		d->owner = (uint8_t)r;
+		d->sharers = 0;
+		d->zero = 0;
+		if (dsm_page_is_zero(o->page))
+			o->msg.type = DSM_DATA_ZERO;
+		else
+			moved(n, p);
+		out_push(n, o);
+	} else if (d->owner == r) {
+		dsm_fail(n, "node %u asks for page %#llx it owns", r, (unsigned long long)p);
+	} else {
+		start_fwd(n, d, p, r, DSM_GET_M);
+	}
+}
+
+/* A request for page p from r (r == self: a local fault), the entry idle. */
+static void home_request(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
+			 uint8_t kind, struct pdata v)
+{
+	if (r == n->self)
+		local_request(n, d, p, kind);
+	else if (kind == DSM_PUT_M)
+		home_put_m(n, d, p, r, v);
+	else if (kind == DSM_GET_S)
+		home_get_s(n, d, p, r);
+	else
+		home_get_m(n, d, p, r, kind);
+}
+
+static void enqueue(struct dsm_node *n, uint64_t p, unsigned r, uint8_t kind, const uint8_t *data,
+		    bool zero)
+{
+	struct dsm_txn *t = txn_get(n, p, true);
+	struct dsm_qent *e = calloc(1, sizeof(*e));
+
+	if (!t || !e || (data && !(e->data = malloc(DSM_PAGE_SIZE)))) {
+		free(e);
+		dsm_fail(n, "out of memory");
+		return;
+	}
+	e->src = (uint8_t)r;
+	e->kind = kind;
+	e->zero = zero;
+	if (data)
+		memcpy(e->data, data, DSM_PAGE_SIZE);
+	if (t->qtail)
+		t->qtail->next = e;
+	else
+		t->qhead = e;
+	t->qtail = e;
+	dsm_count(&n->c.queued, 1);
+}
+
+/* The transaction is over: serve the queue until a request starts another. */
+static void finish(struct dsm_node *n, struct dsm_dir *d, struct dsm_txn *t)
+{
+	struct dsm_qent *e;
+
+	d->busy = 0;
+	t->busy = false;
+	t->wait_data = false;
+	t->acks = 0;
+	free(t->data);
+	t->data = NULL;
+	while (!d->busy && (e = t->qhead) && !atomic_load(&n->failed)) {
+		t->qhead = e->next;
+		if (!t->qhead)
+			t->qtail = NULL;
+		home_request(n, d, t->page, e->src, e->kind,
+			     (struct pdata){ .buf = e->data, .zero = e->zero });
+		free(e->data);
+		free(e);
+	}
+	if (!d->busy && !t->qhead)
+		txn_free(n, t);
+}
+
+static int proto_error(struct dsm_node *n, unsigned src, const struct dsm_msg *m, const char *why)
+{
+	dsm_fail(n, "node %u: %s for page %#llx: %s", src, dsm_msg_type_name(m->type),
+		 (unsigned long long)m->page << DSM_PAGE_SHIFT, why);
+	return -EINVAL;
+}
+
+static int home_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+			const uint8_t *data)
+{
+	struct dsm_dir *d = dir_of(n, m->page);
+	struct dsm_txn *t = txn_get(n, m->page, false);
+	bool zero = m->flags & DSM_MSG_F_ZERO;
+	uint64_t p = m->page;
+
+	switch (m->type) {
+	case DSM_GET_S:
+	case DSM_GET_M:
+	case DSM_UPGRADE:
+	case DSM_PUT_M:
+		if (d->busy)
+			enqueue(n, p, src, m->type, data, zero);
+		else
+			home_request(n, d, p, src, m->type, (struct pdata){ .buf = data, .zero = zero });
+		return 0;
+	case DSM_INV_ACK:
+		if (!t || !t->busy || t->wait_data || !(t->acks & bit(src)))
+			return proto_error(n, src, m, "not expected");
+		t->acks &= ~bit(src);
+		if (!t->acks) {
+			grant_m(n, d, p, t->req, t->kind,
+				(struct pdata){ .buf = t->data, .zero = t->data_zero });
+			finish(n, d, t);
+		}
+		return 0;
+	case DSM_FWD_DATA:
+		if (!t || !t->busy || !t->wait_data || d->owner != src)
+			return proto_error(n, src, m, "not expected");
+		if (data)
+			moved(n, p);
+		if (t->kind == DSM_GET_S) {
+			/* the old owner keeps S; the home keeps a copy */
+			d->owner = DSM_NONE;
+			if (!m_install(n, p, zero ? NULL : data, DSM_INSTALL_WP))
+				return -EIO;
+			set_state(n, p, DSM_S);
+			d->sharers |= bit(src);
+			if (t->req == n->self) {
+				set_lpend(n, p, false);
+			} else {
+				d->sharers |= bit(t->req);
+				send_page(n, t->req, DSM_DATA, 0, p, zero ? NULL : data);
+			}
+		} else {
+			grant_m(n, d, p, t->req, DSM_GET_M, (struct pdata){ .buf = data, .zero = zero });
+		}
+		finish(n, d, t);
+		return 0;
+	default:
+		return proto_error(n, src, m, "sent to the home");
+	}
+}
+
+/* ---- as a client of another home ---- */
+
+static int client_grant(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+			const uint8_t *data)
+{
+	bool gm = m->flags & DSM_MSG_F_GRANT_M;
+	uint64_t p = m->page;
+
+	if (n->pages[p].state != (gm ? DSM_IM_D : DSM_IS_D))
+		return proto_error(n, src, m, "no such request");
+	if (!m_install(n, p, data, gm ? 0 : DSM_INSTALL_WP))
+		return -EIO;
+	set_state(n, p, gm ? DSM_M : DSM_S);
+	if (data)
+		moved(n, p);
+	else
+		dsm_count(&n->c.fault_zero_remote, 1);
+	return 0;
+}
+
+static int client_inv(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
+{
+	uint64_t p = m->page;
+
+	switch (n->pages[p].state) {
+	case DSM_S:
+	case DSM_SM_A:
+		if (!m_drop(n, p))
+			return -EIO;
+		set_state(n, p, n->pages[p].state == DSM_S ? DSM_I : DSM_IM_D);
+		dsm_count(&n->c.inv_dropped, 1);
+		break;
+	case DSM_M:
+		return proto_error(n, src, m, "page held M");
+	default:
+		/* not holding it: the sharer set is a superset */
+		break;
+	}
+	send_plain(n, src, DSM_INV_ACK, 0, p);
+	return 0;
+}
+
+static int client_fwd(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
+{
+	struct dsm_putm *b;
+	struct dsm_out *o;
+	uint64_t p = m->page;
+
+	if (n->pages[p].state == DSM_MI_A) {
+		/* crossing our PUT_M: answer from its copy */
+		b = *putm_slot(n, p);
+		send_page(n, src, DSM_FWD_DATA, 0, p, b->zero ? NULL : b->data);
+		return 0;
+	}
+	if (n->pages[p].state != DSM_M)
+		return proto_error(n, src, m, "page not owned");
+	/* write-protect, copy, (drop) */
+	o = out_new(n, src, DSM_FWD_DATA, 0, p);
+	if (!o)
+		return -ENOMEM;
+	if (!m_protect(n, p, true) || !m_read(n, p, o->page) ||
+	    (m->type == DSM_FWD_GET_M && !m_drop(n, p))) {
+		free(o);
+		return -EIO;
+	}
+	set_state(n, p, m->type == DSM_FWD_GET_M ? DSM_I : DSM_S);
+	if (dsm_page_is_zero(o->page))
+		o->msg.flags |= DSM_MSG_F_ZERO;
+	else
+		moved(n, p);
+	out_push(n, o);
+	return 0;
+}
+
+static int client_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+			  const uint8_t *data)
+{
+	struct dsm_putm **s, *b;
+	uint64_t p = m->page;
+
+	if (src != n->pages[p].home)
+		return proto_error(n, src, m, "not from the page's home");
+	switch (m->type) {
+	case DSM_DATA:
+	case DSM_DATA_ZERO:
+		return client_grant(n, src, m, data);
+	case DSM_UPG_ACK:
+		if (n->pages[p].state != DSM_SM_A)
+			return proto_error(n, src, m, "no upgrade asked");
+		if (!m_protect(n, p, false))
+			return -EIO;
+		set_state(n, p, DSM_M);
+		return 0;
+	case DSM_INV:
+		return client_inv(n, src, m);
+	case DSM_FWD_GET_S:
+	case DSM_FWD_GET_M:
+		return client_fwd(n, src, m);
+	case DSM_PUT_ACK:
+		if (n->pages[p].state != DSM_MI_A)
+			return proto_error(n, src, m, "no eviction");
+		s = putm_slot(n, p);
+		b = *s;
+		*s = b->next;
+		free(b);
+		set_state(n, p, DSM_I);
+		/* threads that faulted meanwhile fault again, and ask */
+		n->mem.wake(n->mem.ctx, p);
+		return 0;
+	default:
+		return proto_error(n, src, m, "sent to a non-home");
+	}
+}
+
+int dsm_proto_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+		      const uint8_t *data)
+{
+	uint64_t p = m->page;
+	int r;
+
+	if (src >= n->nr_nodes || src == n->self) {
+		dsm_fail(n, "message from bad node %u", src);
+		return -EINVAL;
+	}
+	if (p >= n->npages)
+		return proto_error(n, src, m, "beyond guest RAM");
+	if (dsm_msg_has_page(m) != !!data)
+		return proto_error(n, src, m, "payload missing or unexpected");
+	dsm_count(&n->c.msgs_rx, 1);
+	dsm_count(&n->c.msgs_rx_type[m->type], 1);
+	dsm_count(&n->c.bytes_rx, DSM_MSG_HDR_LEN + (data ? DSM_PAGE_SIZE : 0));
+	dsm_count(&n->c.pages_rx, !!data);
+	atomic_store_explicit(&n->last_rx_ns, dsm_now_ns(), memory_order_relaxed);
+	pthread_mutex_lock(plock(n, p));
+	if (atomic_load(&n->failed))
+		r = -EIO;
+	else if (n->pages[p].home == n->self)
+		r = home_receive(n, src, m, data);
+	else
+		r = client_receive(n, src, m, data);
+	/* a transition that found the protocol broken failed the node */
+	if (!r && atomic_load(&n->failed))
+		r = -EINVAL;
+	pthread_mutex_unlock(plock(n, p));
+	dsm_proto_flush(n);
+	return r;
+}
+
+/* ---- faults ---- */
+
+static int fault_home(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
+{
+	struct dsm_page *pg = &n->pages[p];
+	struct dsm_dir *d = dir_of(n, p);
+
+	if (pg->state == DSM_M || (!write && pg->state == DSM_S)) {
+		dsm_count(&n->c.fault_spurious, 1);
+		if (!prefetch)
+			n->mem.wake(n->mem.ctx, p);
+		return 0;
+	}
+	if (pg->lpend) {
+		dsm_count(&n->c.fault_joined, 1);
+		return 1;
+	}
+	set_lpend(n, p, true);
+	if (d->busy) {
+		enqueue(n, p, n->self, write ? DSM_GET_M : DSM_GET_S, NULL, false);
+		return 1;
+	}
+	local_request(n, d, p, write ? DSM_GET_M : DSM_GET_S);
+	return pg->lpend ? 1 : 0;
+}
+
+static int fault_remote(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
+{
+	struct dsm_page *pg = &n->pages[p];
+	uint8_t st = pg->state;
+
+	if (st == DSM_M || (!write && (st == DSM_S || st == DSM_SM_A))) {
+		dsm_count(&n->c.fault_spurious, 1);
+		if (!prefetch)
+			n->mem.wake(n->mem.ctx, p);
+		return 0;
+	}
+	if (transient(st)) {
+		/* the install wakes it (after MI_A: PUT_ACK wakes it to fault again) */
+		dsm_count(&n->c.fault_joined, 1);
+		return 1;
+	}
+	if (st == DSM_S) {
+		set_state(n, p, DSM_SM_A);
+		send_plain(n, pg->home, DSM_UPGRADE, 0, p);
+		dsm_count(&n->c.fault_upgrade, 1);
+		return 1;
+	}
+	set_state(n, p, write ? DSM_IM_D : DSM_IS_D);
+	ring_push(n, p);
+	send_plain(n, pg->home, write ? DSM_GET_M : DSM_GET_S, 0, p);
+	dsm_count(write ? &n->c.fault_write_miss : &n->c.fault_read_miss, 1);
+	return 1;
+}
+
+int dsm_proto_fault(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
+{
+	bool home = n->pages[p].home == n->self;
+	int r;
+
+	if (atomic_load(&n->failed))
+		return -EIO;
+	if (!home && n->cache_pages && atomic_load(&n->held) >= n->cache_pages &&
+	    __atomic_load_n(&n->pages[p].state, __ATOMIC_RELAXED) == DSM_I)
+		evict_one(n);
+	pthread_mutex_lock(plock(n, p));
+	if (atomic_load(&n->failed))
+		r = -EIO;
+	else
+		r = home ? fault_home(n, p, write, prefetch) : fault_remote(n, p, write, prefetch);
+	pthread_mutex_unlock(plock(n, p));
+	dsm_proto_flush(n);
+	return r;
+}
+
+void dsm_proto_adopt(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_dir *d = dir_of(n, p);
+
+	pthread_mutex_lock(plock(n, p));
+	set_state(n, p, DSM_M);
+	d->owner = (uint8_t)n->self;
+	d->zero = 0;
+	pthread_mutex_unlock(plock(n, p));
+}
+
+/* For a post-mortem (request timeout): what is in flight, what is busy. */
+void dsm_proto_dump(struct dsm_node *n)
+{
+	static const char *const names[] = { "I", "S", "M", "IS_D", "IM_D", "SM_A", "MI_A" };
+	unsigned shown = 0;
+
+	for (uint64_t p = 0; p < n->npages && shown < 16; p++) {
+		struct dsm_page *pg = &n->pages[p];
+		struct dsm_dir *d = pg->home == n->self ? dir_of(n, p) : NULL;
+		struct dsm_txn *t = d ? txn_get(n, p, false) : NULL;
+
+		if (!transient(pg->state) && !pg->lpend && !(d && d->busy))
+			continue;
+		shown++;
+		if (!d) {
+			dsm_log(n, "page %#llx: %s, home %u", (unsigned long long)p,
+				names[pg->state], pg->home);
+			continue;
+		}
+		dsm_log(n, "page %#llx (home): %s%s owner %d sharers %#llx zero %u busy %u "
+			"txn req %d kind %s acks %#llx wait_data %d queue %s",
+			(unsigned long long)p, names[pg->state], pg->lpend ? " lpend" : "",
+			d->owner == DSM_NONE ? -1 : d->owner, (unsigned long long)d->sharers,
+			d->zero, d->busy, t ? t->req : -1,
+			t ? dsm_msg_type_name(t->kind) : "-", t ? (unsigned long long)t->acks : 0ULL,
+			t ? t->wait_data : 0, t && t->qhead ? "yes" : "no");
+	}
+}
+
+/* ---- set-up ---- */
+
+int dsm_proto_init(struct dsm_node *n)
+{
+	uint64_t ndir = 0;
+
+	for (unsigned i = 0; i < n->nr_own; i++) {
+		n->own[i].dir_base = ndir;
+		ndir += n->own[i].end - n->own[i].start;
+	}
+	n->dir = calloc(ndir ? ndir : 1, sizeof(*n->dir));
+	if (!n->dir)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < ndir; i++) {
+		n->dir[i].owner = DSM_NONE;
+		n->dir[i].zero = 1;
+	}
+	for (unsigned i = 0; i < DSM_NLOCKS; i++)
+		pthread_mutex_init(&n->locks[i], NULL);
+	pthread_mutex_init(&n->out_lock, NULL);
+	pthread_mutex_init(&n->cache_lock, NULL);
+	if (n->cache_pages) {
+		n->ring_cap = n->cache_pages * 2 + 64;
+		n->ring = malloc(n->ring_cap * sizeof(*n->ring));
+		if (!n->ring)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void dsm_proto_free(struct dsm_node *n)
+{
+	struct dsm_out *o;
+
+	for (unsigned i = 0; i < DSM_NLOCKS; i++) {
+		while (n->txns[i]) {
+			struct dsm_txn *t = n->txns[i];
+			struct dsm_qent *e;
+
+			while ((e = t->qhead)) {
+				t->qhead = e->next;
+				free(e->data);
+				free(e);
+			}
+			txn_free(n, t);
+		}
+		while (n->putms[i]) {
+			struct dsm_putm *b = n->putms[i];
+
+			n->putms[i] = b->next;
+			free(b);
+		}
+		pthread_mutex_destroy(&n->locks[i]);
+	}
+	while ((o = n->out_head)) {
+		n->out_head = o->next;
+		free(o);
+	}
+	pthread_mutex_destroy(&n->out_lock);
+	pthread_mutex_destroy(&n->cache_lock);
+	free(n->ring);
+	free(n->dir);
+}

@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The protocol's transitions, step by step, without userfaultfd or
+ * threads: three nodes with fake page operations (that check every call
+ * is legal: install on an absent page, read a present one...) and a
+ * transport whose messages the test delivers one at a time, pair by
+ * pair, to force each race of dsm/model/dsm.pml in a chosen order.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "dsm/dsm.h"
+
+#define PG DSM_PAGE_SIZE
+#define NN 3
+#define NP 4          /* pages 0-1 homed on node 0, 2 on node 1, 3 on node 2 */
+#define QMAX 64
+
+struct fpage {
+	bool present, wp;
+	uint8_t data[PG];
+};
+
+struct fnode {
+	struct dsm_node *n;
+	struct fpage pg[NP];
+	unsigned wakes[NP];
+	unsigned fatal;
+	char why[256];
+};
+
+struct fmsg {
+	struct dsm_msg msg;
+	bool has;
+	uint8_t page[PG];
+};
+
+struct world {
+	struct fnode node[NN];
+	struct fmsg q[NN][NN][QMAX];          /* [src][dst] FIFO */
+	unsigned qh[NN][NN], qt[NN][NN];
+	unsigned ctx[NN];
+};
+
+static struct world *W;
+
+static struct fpage *fp(void *ctx, uint64_t p)
+{
+	assert_true(p < NP);
+	return &W->node[*(unsigned *)ctx].pg[p];
+}
+
+static int f_install(void *ctx, uint64_t p, const void *data, unsigned flags)
+{
+	struct fpage *f = fp(ctx, p);
+
+	assert_false(f->present);
+	f->present = true;
+	f->wp = flags & DSM_INSTALL_WP;
+	if (data)
+		memcpy(f->data, data, PG);
+	else
+		memset(f->data, 0, PG);
+	return 0;
+}
+
+static int f_protect(void *ctx, uint64_t p, bool wp)
+{
+	struct fpage *f = fp(ctx, p);
+
+	assert_true(f->present);
+	f->wp = wp;
+	return 0;
+}
+
+static int f_drop(void *ctx, uint64_t p)
+{
+	struct fpage *f = fp(ctx, p);
+
+	assert_true(f->present);
+	assert_true(f->wp);              /* write-protected before it goes */
+	f->present = false;
+	memset(f->data, 0xee, PG);
+	return 0;
+}
+
+static int f_read(void *ctx, uint64_t p, void *buf)
+{
+	struct fpage *f = fp(ctx, p);
+
+	assert_true(f->present);
+	memcpy(buf, f->data, PG);
+	return 0;
+}
+
+static void f_wake(void *ctx, uint64_t p)
+{
+	W->node[*(unsigned *)ctx].wakes[p]++;
+}
+
+static int f_send(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page)
+{
+	unsigned src = *(unsigned *)ctx;
+	struct fmsg *m;
+
+	assert_true(dst < NN && dst != src);
+	assert_true(W->qt[src][dst] - W->qh[src][dst] < QMAX);
+	m = &W->q[src][dst][W->qt[src][dst]++ % QMAX];
+	m->msg = *msg;
+	m->has = page != NULL;
+	if (page)
+		memcpy(m->page, page, PG);
+	return 0;
+}
+
+static void f_fatal(void *ctx, const char *msg)
+{
+	struct fnode *f = &W->node[*(unsigned *)ctx];
+
+	f->fatal++;
+	snprintf(f->why, sizeof(f->why), "%s", msg);
+}
+
+static void f_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+}
+
+static const struct dsm_mem_ops mem_ops = { f_install, f_protect, f_drop, f_read, f_wake, NULL };
+
+static int setup(void **state)
+{
+	struct dsm_range homes[3] = { { 0, 2 * PG, 0 }, { 2 * PG, 3 * PG, 1 }, { 3 * PG, 4 * PG, 2 } };
+	char err[200];
+
+	(void)state;
+	W = calloc(1, sizeof(*W));
+	for (unsigned i = 0; i < NN; i++) {
+		struct dsm_mem_ops ops = mem_ops;
+		struct dsm_transport_ops tx = { .send = f_send, .ctx = &W->ctx[i] };
+		struct dsm_config cfg = {
+			.self = i, .nr_nodes = NN, .size = NP * PG, .homes = homes, .nr_homes = 3,
+			.cache_pages = i == 1 ? 1 : 0, .on_fatal = f_fatal, .on_log = f_log,
+			.cb_ctx = &W->ctx[i], .mem_ops = &ops,
+		};
+
+		W->ctx[i] = i;
+		ops.ctx = &W->ctx[i];
+		if (dsm_node_create(&cfg, &tx, &W->node[i].n, err, sizeof(err)) ||
+		    dsm_node_start(W->node[i].n, err, sizeof(err)))
+			fail_msg("%s", err);
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (unsigned i = 0; i < NN; i++)
+		dsm_node_destroy(W->node[i].n);
+	free(W);
+	return 0;
+}
+
+static unsigned queued(unsigned src, unsigned dst)
+{
+	return W->qt[src][dst] - W->qh[src][dst];
+}
+
+/* The type of the next message from src to dst (0: none). */
+static unsigned peek(unsigned src, unsigned dst)
+{
+	return queued(src, dst) ? W->q[src][dst][W->qh[src][dst] % QMAX].msg.type : 0;
+}
+
+/* Delivers the next message src -> dst, which must be of this type. */
+static void deliver(unsigned src, unsigned dst, unsigned type)
+{
+	struct fmsg *m;
+
+	assert_true(queued(src, dst) > 0);
+	m = &W->q[src][dst][W->qh[src][dst]++ % QMAX];
+	if (m->msg.type != type)
+		fail_msg("%u->%u: expected %s, got %s", src, dst, dsm_msg_type_name(type),
+			 dsm_msg_type_name(m->msg.type));
+	dsm_receive(W->node[dst].n, src, &m->msg, m->has ? m->page : NULL);
+}
+
+/* Delivers everything, in any order that keeps each pair FIFO. */
+static void settle(void)
+{
+	bool any;
+
+	do {
+		any = false;
+		for (unsigned s = 0; s < NN; s++)
+			for (unsigned d = 0; d < NN; d++)
+				if (queued(s, d)) {
+					deliver(s, d, peek(s, d));
+					any = true;
+				}
+	} while (any);
+}
+
+static int fault(unsigned node, uint64_t page, bool write)
+{
+	return dsm_fault(W->node[node].n, page * PG, write);
+}
+
+/* What a CPU would see: a write needs the page present and writable. */
+static void cpu_write(unsigned node, uint64_t page, uint8_t v)
+{
+	struct fpage *f = &W->node[node].pg[page];
+
+	assert_true(f->present && !f->wp);
+	memset(f->data, v, PG);
+}
+
+static uint8_t cpu_read(unsigned node, uint64_t page)
+{
+	struct fpage *f = &W->node[node].pg[page];
+
+	assert_true(f->present);
+	return f->data[100];
+}
+
+static void write_settled(unsigned node, uint64_t page, uint8_t v)
+{
+	struct fpage *f = &W->node[node].pg[page];
+
+	if (!f->present || f->wp) {
+		fault(node, page, true);
+		settle();
+	}
+	cpu_write(node, page, v);
+}
+
+static uint8_t read_settled(unsigned node, uint64_t page)
+{
+	if (!W->node[node].pg[page].present) {
+		fault(node, page, false);
+		settle();
+	}
+	return cpu_read(node, page);
+}
+
+static struct dsm_stats st(unsigned node)
+{
+	struct dsm_stats s;
+
+	dsm_node_stats(W->node[node].n, &s);
+	return s;
+}
+
+static void no_fatal(void)
+{
+	for (unsigned i = 0; i < NN; i++)
+		if (W->node[i].fatal)
+			fail_msg("node %u failed: %s", i, W->node[i].why);
+}
+
+/* ---- plain transitions ---- */
+
+static void test_zero_grants(void **state)
+{
+	(void)state;
+	/* the home reads an untouched page: the zero page, M, no message */
+	assert_int_equal(fault(0, 0, false), 0);
+	assert_true(W->node[0].pg[0].present && !W->node[0].pg[0].wp);
+	assert_int_equal(queued(0, 1) + queued(0, 2), 0);
+	assert_int_equal(st(0).fault_zero_local, 1);
+	/* a remote read of an untouched page: DATA_ZERO, installed write-protected */
+	assert_int_equal(fault(2, 1, false), 1);
+	deliver(2, 0, DSM_GET_S);
+	deliver(0, 2, DSM_DATA_ZERO);
+	assert_true(W->node[2].pg[1].present && W->node[2].pg[1].wp);
+	assert_int_equal(st(2).fault_zero_remote, 1);
+	/* the home then reads it: zero, S (node 2 shares it), still no message */
+	assert_int_equal(fault(0, 1, false), 0);
+	assert_true(W->node[0].pg[1].present && W->node[0].pg[1].wp);
+	assert_int_equal(queued(0, 2), 0);
+	/* a spurious fault: woken, nothing sent */
+	assert_int_equal(fault(0, 1, false), 0);
+	assert_int_equal(W->node[0].wakes[1], 1);
+	no_fatal();
+}
+
+static void test_read_then_write_miss(void **state)
+{
+	(void)state;
+	write_settled(0, 0, 7);                     /* the home writes its page */
+	assert_int_equal(read_settled(1, 0), 7);    /* home M -> S, DATA to node 1 */
+	assert_true(W->node[0].pg[0].wp);
+	write_settled(2, 0, 9);                     /* GET_M: INV to node 1, home drops */
+	assert_false(W->node[0].pg[0].present);
+	assert_false(W->node[1].pg[0].present);
+	assert_int_equal(read_settled(0, 0), 9);    /* FWD_GET_S to node 2, home keeps a copy */
+	assert_true(W->node[2].pg[0].wp);
+	assert_int_equal(read_settled(1, 0), 9);    /* served by the home */
+	assert_int_equal(st(0).msgs_tx_type[DSM_FWD_GET_S], 1);
+	no_fatal();
+}
+
+/* ---- races ---- */
+
+/* An INV overtakes node 1's UPGRADE: the home must treat it as a GET_M (model cover 4, 6). */
+static void test_inv_crosses_upgrade(void **state)
+{
+	(void)state;
+	write_settled(0, 0, 1);
+	assert_int_equal(read_settled(1, 0), 1);
+	assert_int_equal(read_settled(2, 0), 1);
+	assert_int_equal(fault(1, 0, true), 1);     /* UPGRADE 1->0 */
+	assert_int_equal(fault(2, 0, true), 1);     /* UPGRADE 2->0 */
+	deliver(2, 0, DSM_UPGRADE);                 /* first: INV to node 1 */
+	deliver(0, 1, DSM_INV);                     /* node 1 in SM_A: drops, IM_D */
+	assert_false(W->node[1].pg[0].present);
+	deliver(1, 0, DSM_UPGRADE);                 /* busy: queued */
+	deliver(1, 0, DSM_INV_ACK);                 /* grant node 2; then node 1's turn */
+	deliver(0, 2, DSM_UPG_ACK);
+	cpu_write(2, 0, 2);
+	deliver(0, 2, DSM_FWD_GET_M);               /* node 1's UPGRADE became GET_M */
+	deliver(2, 0, DSM_FWD_DATA);
+	deliver(0, 1, DSM_DATA);
+	assert_int_equal(cpu_read(1, 0), 2);
+	cpu_write(1, 0, 3);
+	assert_false(W->node[2].pg[0].present);
+	assert_int_equal(st(0).queued, 1);
+	no_fatal();
+}
+
+/* A FWD_GET_S crosses node 1's PUT_M: answered from the eviction copy (cover 3, 7). */
+static void test_fwd_crosses_putm(void **state)
+{
+	(void)state;
+	write_settled(1, 0, 5);                     /* node 1 (cache 1 page) owns page 0 */
+	assert_int_equal(fault(2, 0, false), 1);
+	deliver(2, 0, DSM_GET_S);                   /* FWD_GET_S 0->1 */
+	assert_int_equal(fault(1, 1, false), 1);    /* room needed: evicts page 0, PUT_M */
+	assert_false(W->node[1].pg[0].present);
+	assert_int_equal(peek(1, 0), DSM_PUT_M);
+	deliver(0, 1, DSM_FWD_GET_S);               /* MI_A: FWD_DATA from the copy */
+	deliver(1, 0, DSM_PUT_M);                   /* busy: queued */
+	deliver(1, 0, DSM_GET_S);                   /* page 1: served at once */
+	deliver(1, 0, DSM_FWD_DATA);                /* DATA to node 2; then the stale PUT_M */
+	deliver(0, 2, DSM_DATA);
+	assert_int_equal(cpu_read(2, 0), 5);
+	assert_int_equal(cpu_read(0, 0), 5);        /* the home kept a copy */
+	deliver(0, 1, DSM_DATA_ZERO);               /* page 1 */
+	deliver(0, 1, DSM_PUT_ACK);
+	assert_int_equal(W->node[1].wakes[0], 1);   /* faults during MI_A retry */
+	assert_int_equal(st(1).evict_m, 1);
+	/* the home counted node 1 as a sharer: a superset, INV is harmless */
+	write_settled(0, 0, 6);
+	assert_int_equal(read_settled(2, 0), 6);
+	no_fatal();
+}
+
+/* A FWD_GET_M crosses a PUT_M (cover 8). */
+static void test_fwd_m_crosses_putm(void **state)
+{
+	(void)state;
+	write_settled(1, 0, 5);
+	assert_int_equal(fault(2, 0, true), 1);
+	deliver(2, 0, DSM_GET_M);                   /* FWD_GET_M 0->1 */
+	assert_int_equal(fault(1, 1, false), 1);    /* evicts page 0 */
+	deliver(0, 1, DSM_FWD_GET_M);
+	settle();
+	assert_int_equal(cpu_read(2, 0), 5);
+	cpu_write(2, 0, 6);
+	assert_false(W->node[0].pg[0].present);
+	assert_int_equal(read_settled(1, 0), 6);
+	no_fatal();
+}
+
+/* Requests queue behind a busy entry and are served in order (cover 5, 9). */
+static void test_queue_order(void **state)
+{
+	(void)state;
+	write_settled(2, 0, 1);                     /* node 2 owns page 0 */
+	assert_int_equal(fault(1, 0, false), 1);
+	deliver(1, 0, DSM_GET_S);                   /* FWD_GET_S to node 2: busy */
+	assert_int_equal(fault(0, 0, true), 1);     /* the home's own write: queued */
+	assert_int_equal(fault(0, 0, true), 1);     /* joins it */
+	assert_int_equal(st(0).fault_joined, 1);
+	deliver(0, 2, DSM_FWD_GET_S);
+	deliver(2, 0, DSM_FWD_DATA);                /* DATA to node 1, then the home upgrades */
+	deliver(0, 1, DSM_DATA);
+	deliver(0, 1, DSM_INV);
+	deliver(0, 2, DSM_INV);
+	deliver(1, 0, DSM_INV_ACK);
+	assert_true(W->node[0].pg[0].wp);           /* still waiting for node 2 */
+	deliver(2, 0, DSM_INV_ACK);
+	assert_false(W->node[0].pg[0].wp);
+	cpu_write(0, 0, 2);
+	assert_int_equal(st(0).queued, 1);
+	no_fatal();
+}
+
+/* An M page never written goes back as a zero PUT_M: the home forgets it (cover 2). */
+static void test_zero_putm(void **state)
+{
+	(void)state;
+	assert_int_equal(fault(1, 0, true), 1);
+	settle();
+	assert_int_equal(fault(1, 1, false), 1);    /* evicts page 0: all zero */
+	assert_int_equal(peek(1, 0), DSM_PUT_M);
+	assert_false(W->q[1][0][W->qh[1][0] % QMAX].has);
+	settle();
+	assert_false(W->node[0].pg[0].present);
+	assert_int_equal(fault(0, 0, false), 0);    /* zero again, locally */
+	assert_int_equal(st(0).fault_zero_local, 1);
+	no_fatal();
+}
+
+/* The home upgrades its S copy while others share it (cover 1). */
+static void test_home_upgrade(void **state)
+{
+	(void)state;
+	write_settled(0, 0, 1);
+	assert_int_equal(read_settled(1, 0), 1);
+	assert_int_equal(fault(0, 0, true), 1);
+	deliver(0, 1, DSM_INV);
+	deliver(1, 0, DSM_INV_ACK);
+	cpu_write(0, 0, 2);
+	assert_int_equal(st(0).fault_upgrade, 1);
+	/* no other sharer: a local upgrade, no message */
+	assert_int_equal(read_settled(1, 0), 2);
+	fault(1, 1, false);                         /* node 1 evicts page 0 silently */
+	settle();
+	write_settled(0, 0, 3);                     /* INV to node 1 anyway: a superset */
+	assert_int_equal(st(1).inv_dropped, 1);
+	no_fatal();
+}
+
+/* ---- a peer that breaks the protocol is not trusted ---- */
+
+static void bad(unsigned src, unsigned dst, uint8_t type, uint8_t flags, uint64_t page,
+		bool with_page)
+{
+	static uint8_t pg[PG];
+	struct dsm_msg m = { .type = type, .flags = flags, .page = page };
+
+	assert_int_equal(dsm_receive(W->node[dst].n, src, &m, with_page ? pg : NULL), -EINVAL);
+	assert_int_equal(W->node[dst].fatal, 1);
+	assert_true(dsm_node_failed(W->node[dst].n));
+}
+
+static void test_unexpected_ack(void **state)
+{
+	(void)state;
+	bad(1, 0, DSM_INV_ACK, 0, 0, false);
+	assert_int_equal(fault(0, 0, false), -EIO);
+}
+
+static void test_unasked_data(void **state)
+{
+	(void)state;
+	bad(0, 1, DSM_DATA, 0, 0, true);
+}
+
+static void test_beyond_ram(void **state)
+{
+	(void)state;
+	bad(1, 0, DSM_GET_S, 0, NP, false);
+}
+
+static void test_not_from_home(void **state)
+{
+	(void)state;
+	fault(1, 0, false);
+	bad(2, 1, DSM_DATA_ZERO, 0, 0, false);
+}
+
+static void test_missing_payload(void **state)
+{
+	(void)state;
+	bad(1, 0, DSM_PUT_M, 0, 0, false);
+}
+
+static void test_request_to_non_home(void **state)
+{
+	(void)state;
+	bad(0, 1, DSM_GET_M, 0, 0, false);
+}
+
+static void test_from_self(void **state)
+{
+	(void)state;
+	bad(0, 0, DSM_GET_S, 0, 2, false);
+}
+
+static void test_bad_flags(void **state)
+{
+	(void)state;
+	bad(1, 0, DSM_GET_S, DSM_MSG_F_ZERO, 0, false);
+}
+
+static void test_owner_asks_again(void **state)
+{
+	(void)state;
+	write_settled(1, 0, 1);
+	bad(1, 0, DSM_GET_M, 0, 0, false);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_zero_grants),
+		T(test_read_then_write_miss),
+		T(test_inv_crosses_upgrade),
+		T(test_fwd_crosses_putm),
+		T(test_fwd_m_crosses_putm),
+		T(test_queue_order),
+		T(test_zero_putm),
+		T(test_home_upgrade),
+		T(test_unexpected_ack),
+		T(test_unasked_data),
+		T(test_beyond_ram),
+		T(test_not_from_home),
+		T(test_missing_payload),
+		T(test_request_to_non_home),
+		T(test_from_self),
+		T(test_bad_flags),
+		T(test_owner_asks_again),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
