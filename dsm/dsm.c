@@ -246,7 +246,11 @@ static void *handler_main(void *arg)
 	struct dsm_node *n = ((struct handler_arg *)arg)->n;
 	bool watch = ((struct handler_arg *)arg)->index == 0;
 	struct spin sp = { .max = (uint64_t)n->cfg.spin_us * 1000 };
-	struct pollfd pfd[2] = { { .fd = n->uffd, .events = POLLIN }, { .fd = n->stop_fd, .events = POLLIN } };
+	struct pollfd pfd[3] = {
+		{ .fd = n->uffd, .events = POLLIN },
+		{ .fd = n->stop_fd, .events = POLLIN },
+		{ .fd = n->tx.poll && n->tx.poll_fd ? n->tx.poll_fd(n->tx.ctx) : -1, .events = POLLIN },
+	};
 	uint64_t pending_since = 0, now, slept;
 	struct uffd_msg msgs[16];
 	bool spinning = false;
@@ -266,7 +270,8 @@ static void *handler_main(void *arg)
 			dsm_fail(n, "userfaultfd read: %s", strerror(errno));
 			break;
 		}
-		if (n->tx.poll && sp.max && n->tx.poll(n->tx.ctx) > 0) {
+		if (n->tx.poll && (sp.max || pfd[2].revents) && n->tx.poll(n->tx.ctx) > 0) {
+			pfd[2].revents = 0;
 			spin_event(&sp, dsm_now_ns(), spinning);
 			continue;
 		}
@@ -280,7 +285,8 @@ static void *handler_main(void *arg)
 		spinning = false;
 		if (watch)
 			watchdog(n, &pending_since, now);
-		if (poll(pfd, 2, 100) > 0 && (pfd[0].revents & POLLIN)) {
+		pfd[0].revents = pfd[2].revents = 0;
+		if (poll(pfd, 3, 100) > 0 && ((pfd[0].revents | pfd[2].revents) & POLLIN)) {
 			slept = dsm_now_ns() - now;
 			if (sp.max && slept < sp.max)
 				sp.cur = sp.max;

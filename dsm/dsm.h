@@ -113,6 +113,13 @@ struct dsm_transport_ops {
 	 * the network, and answers arrive without a cross-core wake-up.
 	 */
 	int (*poll)(void *ctx);
+	/*
+	 * Optional, with poll: a descriptor that is readable while messages
+	 * wait. The fault handler then sleeps on it too and delivers them, so
+	 * that one thread serves faults and network (a transport may then do
+	 * without a receive thread of its own).
+	 */
+	int (*poll_fd)(void *ctx);
 	void *ctx;
 };
 

@@ -171,9 +171,18 @@ static int sock_poll(void *ctx)
 	return count;
 }
 
+/* Only without a receive thread: two sleepers on one descriptor would both wake. */
+static int sock_poll_fd(void *ctx)
+{
+	struct dsm_sock *t = ctx;
+
+	return t->running ? -1 : t->ep;
+}
+
 struct dsm_transport_ops dsm_sock_ops(struct dsm_sock *t)
 {
-	return (struct dsm_transport_ops){ .send = sock_send, .poll = sock_poll, .ctx = t };
+	return (struct dsm_transport_ops){ .send = sock_send, .poll = sock_poll,
+					   .poll_fd = sock_poll_fd, .ctx = t };
 }
 
 static uint64_t now_ns(void)
@@ -207,7 +216,7 @@ static void *rx_main(void *arg)
 	return NULL;
 }
 
-int dsm_sock_start(struct dsm_sock *t)
+int dsm_sock_start(struct dsm_sock *t, bool rx_thread)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = DSM_MAX_NODES };
 
@@ -220,6 +229,8 @@ int dsm_sock_start(struct dsm_sock *t)
 		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, t->fds[i], &ev))
 			return -errno;
 	}
+	if (!rx_thread)
+		return 0;
 	if (pthread_create(&t->thread, NULL, rx_main, t))
 		return -EAGAIN;
 	t->running = true;

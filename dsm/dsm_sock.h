@@ -25,7 +25,12 @@ int dsm_sock_create(unsigned self, unsigned nr_nodes, const int *fds, unsigned s
 		    struct dsm_sock **out);
 void dsm_sock_attach(struct dsm_sock *t, struct dsm_node *n);
 struct dsm_transport_ops dsm_sock_ops(struct dsm_sock *t);
-int dsm_sock_start(struct dsm_sock *t);
+/*
+ * With rx_thread, a receive thread delivers messages; without, only the
+ * poll op does (the DSM fault handler, through poll_fd), which saves a
+ * thread and a wake-up per message but makes the handler the only reader.
+ */
+int dsm_sock_start(struct dsm_sock *t, bool rx_thread);
 /* Stops the receive thread, closes the sockets. */
 void dsm_sock_destroy(struct dsm_sock *t);
 

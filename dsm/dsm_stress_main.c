@@ -17,9 +17,11 @@
  * right, 1 on a mismatch, 2 on a DSM or set-up failure, 3 on a hang.
  *
  *   dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] [--cache C]
- *              [--spin US] [--seed X] [--ops MASK] [-v]
+ *              [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [-v]
  *
  * --ops picks the workloads: 1 messages, 2 false sharing, 4 atomics, 8 pages (15: all).
+ * --spin: the fault handler and the transport's receive thread poll that
+ * long after activity. --no-rx-thread: the fault handler also receives.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,7 +46,7 @@
 #define NCTR 8
 
 struct opts {
-	unsigned nodes, threads, seconds, cache, spin_us, verbose, ops;
+	unsigned nodes, threads, seconds, cache, spin_us, verbose, ops, no_rx_thread;
 	uint64_t pages, seed;
 };
 
@@ -391,7 +393,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 	for (unsigned i = 0; i < o->nodes; i++)
 		homes[i] = (struct dsm_range){ o->pages * i / o->nodes * PG,
 					       o->pages * (i + 1) / o->nodes * PG, i };
-	if (dsm_sock_create(id, o->nodes, fds, 0, &sock))
+	if (dsm_sock_create(id, o->nodes, fds, o->spin_us, &sock))
 		return 2;
 	tx = dsm_sock_ops(sock);
 	cfg = (struct dsm_config){ .self = id, .nr_nodes = o->nodes, .size = o->pages * PG,
@@ -403,7 +405,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 		return 2;
 	}
 	dsm_sock_attach(sock, n.dsm);
-	if (dsm_sock_start(sock) || dsm_node_start(n.dsm, err, sizeof(err))) {
+	if (dsm_sock_start(sock, !o->no_rx_thread) || dsm_node_start(n.dsm, err, sizeof(err))) {
 		fprintf(stderr, "node %u: start: %s\n", id, err);
 		return 2;
 	}
@@ -430,11 +432,16 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 		rc = 3;
 	}
 	report(&n);
-	leave_together(up, down);
 	if (!rc)
 		rc = atomic_load(&n.fatal) ? 2 : atomic_load(&n.bad) ? 1 : 0;
-	/* everyone is past the last barrier: nobody needs this node's pages */
+	/*
+	 * Everyone is past the last barrier: nobody needs this node's pages.
+	 * Stop coherence everywhere before any socket closes, so that a
+	 * closing peer is not taken for a failure.
+	 */
+	leave_together(up, down);
 	dsm_node_stop(n.dsm);
+	leave_together(up, down);
 	dsm_sock_destroy(sock);
 	dsm_node_destroy(n.dsm);
 	return rc;
@@ -443,7 +450,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 static void usage(void)
 {
 	fprintf(stderr, "usage: dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] "
-			"[--cache C] [--spin US] [--seed X] [--ops MASK] [-v]\n");
+			"[--cache C] [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [-v]\n");
 	exit(2);
 }
 
@@ -454,7 +461,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "seconds", 1, NULL, 's' }, { "pages", 1, NULL, 'p' },
 		{ "cache", 1, NULL, 'c' },   { "spin", 1, NULL, 'S' },
 		{ "seed", 1, NULL, 'r' },    { "verbose", 0, NULL, 'v' },
-		{ "ops", 1, NULL, 'o' },
+		{ "ops", 1, NULL, 'o' },     { "no-rx-thread", 0, NULL, 'R' },
 		{ 0 },
 	};
 	int c;
@@ -472,6 +479,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'r': o->seed = strtoull(optarg, NULL, 0); break;
 		case 'v': o->verbose = 1; break;
 		case 'o': o->ops = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'R': o->no_rx_thread = 1; break;
 		default: usage();
 		}
 	}
@@ -483,19 +491,23 @@ static void parse(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o;
-	int fds[64], rc = 0, st, up[2], down[2];
+	int fds[64], rc = 0, st, up[2], down[8][2];
 	unsigned arrived = 0;
 	pid_t pid[8];
 	uint64_t end;
 
 	parse(argc, argv, &o);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (pipe(up) || pipe(down) || dsm_sock_pairs(o.nodes, fds)) {
+	for (unsigned i = 0; i < o.nodes; i++)
+		if (pipe(down[i]))
+			return 2;
+	if (pipe(up) || dsm_sock_pairs(o.nodes, fds)) {
 		perror("socketpair");
 		return 2;
 	}
-	printf("dsm-stress: %u nodes x %u threads, %llu pages, cache %u, %u s\n", o.nodes,
-	       o.threads, (unsigned long long)o.pages, o.cache, o.seconds);
+	printf("dsm-stress: %u nodes x %u threads, %llu pages, cache %u, spin %u us, %s, %u s\n",
+	       o.nodes, o.threads, (unsigned long long)o.pages, o.cache, o.spin_us,
+	       o.no_rx_thread ? "handler receives" : "receive thread", o.seconds);
 	for (unsigned i = 0; i < o.nodes; i++) {
 		pid[i] = fork();
 		if (pid[i] < 0) {
@@ -507,15 +519,15 @@ int main(int argc, char **argv)
 				if (j / o.nodes != i && fds[j] >= 0)
 					close(fds[j]);
 			close(up[0]);
-			close(down[1]);
-			_exit(node_main(&o, i, fds + i * o.nodes, up[1], down[0]));
+			_exit(node_main(&o, i, fds + i * o.nodes, up[1], down[i][0]));
 		}
 	}
 	for (unsigned j = 0; j < o.nodes * o.nodes; j++)
 		if (fds[j] >= 0)
 			close(fds[j]);
 	close(up[1]);
-	close(down[0]);
+	for (unsigned i = 0; i < o.nodes; i++)
+		close(down[i][0]);
 	fcntl(up[0], F_SETFL, O_NONBLOCK);
 	/* a bounded run: a node that hangs is a failure, not a wait */
 	end = now_ns() + (uint64_t)(o.seconds + 120) * 1000000000ull;
@@ -523,10 +535,11 @@ int main(int argc, char **argv)
 		pid_t p = waitpid(-1, &st, WNOHANG);
 		char c;
 
-		while (arrived < o.nodes && read(up[0], &c, 1) == 1)
-			if (++arrived == o.nodes)
+		/* two rounds: all done, then all stopped */
+		while (read(up[0], &c, 1) == 1)
+			if (++arrived % o.nodes == 0)
 				for (unsigned i = 0; i < o.nodes; i++)
-					if (write(down[1], &c, 1) != 1)
+					if (write(down[i][1], &c, 1) != 1)
 						perror("dsm-stress: pipe");
 
 		if (p > 0) {

@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dsm-bench: the DSM's fault costs on this host, no KVM, two node
+ * processes joined by the unix-socket transport, each figure against the
+ * floors measured in the same run (FLOORS.md: compare ratios, not
+ * absolute times):
+ *
+ *   local uffd fault      MISSING fault + UFFDIO_COPY by a handler thread
+ *   transport round trip  16 B request, 16 B + 4 KiB answer
+ *   remote read / write fault, upgrade (S -> M) of pages homed on the peer
+ *   zero first touch of a page homed here (no message)
+ *   pages/s between the nodes: sequential faults, and prefetched batches
+ *
+ * Each configuration runs blocking (spin 0) and spinning (--spin, default
+ * 50 us: the fault handler and the receive threads poll that long after
+ * activity before they sleep), with the transport's receive thread
+ * delivering messages (as the fabric does) and with the fault handler
+ * delivering them itself (one thread per node, no wake-up in between).
+ *
+ *   dsm-bench [--samples N] [--spin US] [--pages N]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dsm/dsm.h"
+#include "dsm/dsm_sock.h"
+
+#define PG DSM_PAGE_SIZE
+
+struct opts {
+	unsigned samples, spin_us;
+	bool rx_thread;
+	uint64_t tput_pages;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median_us(uint64_t *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return n ? (double)v[n / 2] / 1000.0 : 0;
+}
+
+/* ---- floor 1: a local userfaultfd fault ---- */
+
+struct local_uffd {
+	int uffd;
+	uint8_t *mem;
+	size_t size;
+	unsigned spin_us;
+	_Atomic bool stop;
+	pthread_t thread;
+	uint8_t src[PG] __attribute__((aligned(PG)));
+};
+
+/* The same loop shape as the DSM handler: spin after an event, then poll. */
+static void *local_handler(void *arg)
+{
+	struct local_uffd *l = arg;
+	struct pollfd p = { .fd = l->uffd, .events = POLLIN };
+	uint64_t last = 0;
+	struct uffd_msg m;
+
+	while (!atomic_load(&l->stop)) {
+		if (read(l->uffd, &m, sizeof(m)) == sizeof(m)) {
+			struct uffdio_copy c = { .dst = m.arg.pagefault.address & ~(uint64_t)(PG - 1),
+						 .src = (uintptr_t)l->src, .len = PG };
+
+			if (ioctl(l->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+				perror("UFFDIO_COPY");
+			last = now_ns();
+			continue;
+		}
+		if (l->spin_us && now_ns() - last < l->spin_us * 1000ull) {
+			sched_yield();
+			continue;
+		}
+		poll(&p, 1, 50);
+	}
+	return NULL;
+}
+
+static int local_uffd_start(struct local_uffd *l, size_t size, unsigned spin_us)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+
+	l->size = size;
+	l->spin_us = spin_us;
+	memset(l->src, 0x5a, PG);
+	l->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	l->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (l->mem == MAP_FAILED || l->uffd < 0 || ioctl(l->uffd, UFFDIO_API, &api))
+		return -1;
+	reg = (struct uffdio_register){ .range = { (uintptr_t)l->mem, size },
+					.mode = UFFDIO_REGISTER_MODE_MISSING };
+	if (ioctl(l->uffd, UFFDIO_REGISTER, &reg))
+		return -1;
+	return pthread_create(&l->thread, NULL, local_handler, l);
+}
+
+static void local_uffd_stop(struct local_uffd *l)
+{
+	atomic_store(&l->stop, true);
+	pthread_join(l->thread, NULL);
+	close(l->uffd);
+	munmap(l->mem, l->size);
+}
+
+/* ---- floor 2: the transport's round trip (same socket type, same polling) ---- */
+
+static ssize_t rx_wait(int fd, void *buf, size_t len, unsigned spin_us)
+{
+	uint64_t end = now_ns() + spin_us * 1000ull;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t r;
+
+	for (;;) {
+		r = recv(fd, buf, len, MSG_DONTWAIT);
+		if (r >= 0 || (errno != EAGAIN && errno != EINTR))
+			return r;
+		if (spin_us && now_ns() < end) {
+			sched_yield();
+			continue;
+		}
+		poll(&p, 1, 1000);
+	}
+}
+
+struct echo {
+	int fd;
+	unsigned spin_us;
+	pthread_t thread;
+};
+
+static void *echo_main(void *arg)
+{
+	struct echo *e = arg;
+	uint8_t buf[DSM_MSG_MAX_LEN];
+
+	/* a 16-byte request is answered with a header and a page, like GET_S */
+	while (rx_wait(e->fd, buf, sizeof(buf), e->spin_us) > 0)
+		if (send(e->fd, buf, DSM_MSG_MAX_LEN, MSG_NOSIGNAL) < 0)
+			break;
+	return NULL;
+}
+
+static double round_trip(int fd, unsigned n, unsigned spin_us)
+{
+	uint8_t buf[DSM_MSG_MAX_LEN] = { 0 };
+	uint64_t *v = calloc(n, sizeof(*v));
+	double med;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t0 = now_ns();
+
+		if (send(fd, buf, DSM_MSG_HDR_LEN, MSG_NOSIGNAL) < 0 ||
+		    rx_wait(fd, buf, sizeof(buf), spin_us) != DSM_MSG_MAX_LEN)
+			break;
+		v[i] = now_ns() - t0;
+	}
+	med = median_us(v, n);
+	free(v);
+	return med;
+}
+
+/* ---- the two nodes ---- */
+
+struct side {
+	struct dsm_node *n;
+	struct dsm_sock *sock;
+	uint8_t *mem;
+};
+
+/* Pages [0, home_b) are homed on node 1 (the peer), the rest on node 0. */
+static int side_start(struct side *s, unsigned self, int fd, uint64_t pages, uint64_t home_b,
+		      unsigned spin_us, bool rx_thread)
+{
+	struct dsm_range homes[2] = { { 0, home_b * PG, 1 }, { home_b * PG, pages * PG, 0 } };
+	int fds[2] = { -1, -1 };
+	struct dsm_transport_ops tx;
+	struct dsm_config cfg;
+	char err[256];
+
+	fds[!self] = fd;
+	if (dsm_sock_create(self, 2, fds, spin_us, &s->sock))
+		return -1;
+	tx = dsm_sock_ops(s->sock);
+	cfg = (struct dsm_config){ .self = self, .nr_nodes = 2, .size = pages * PG, .homes = homes,
+				   .nr_homes = 2, .spin_us = spin_us, .request_timeout_ms = 30000 };
+	if (dsm_node_create(&cfg, &tx, &s->n, err, sizeof(err))) {
+		fprintf(stderr, "dsm-bench: %s\n", err);
+		return -1;
+	}
+	dsm_sock_attach(s->sock, s->n);
+	if (dsm_sock_start(s->sock, rx_thread) || dsm_node_start(s->n, err, sizeof(err))) {
+		fprintf(stderr, "dsm-bench: start: %s\n", err);
+		return -1;
+	}
+	s->mem = dsm_node_mem(s->n);
+	return 0;
+}
+
+static void side_stop(struct side *s)
+{
+	dsm_node_stop(s->n);
+	dsm_sock_destroy(s->sock);
+	dsm_node_destroy(s->n);
+}
+
+static void sync_write(int fd)
+{
+	char c = 1;
+
+	if (write(fd, &c, 1) != 1)
+		perror("dsm-bench: pipe");
+}
+
+static void sync_read(int fd)
+{
+	char c;
+
+	if (read(fd, &c, 1) != 1)
+		perror("dsm-bench: pipe");
+}
+
+/* Node 1: homes the pages node 0 faults on, writes them first, echoes. */
+static int peer_main(const struct opts *o, int fd, int echo_fd, int to_a, int from_a,
+		     uint64_t pages, uint64_t home_b)
+{
+	struct echo e = { .fd = echo_fd, .spin_us = o->spin_us };
+	struct side s;
+
+	if (side_start(&s, 1, fd, pages, home_b, o->spin_us, o->rx_thread))
+		return 1;
+	/* written here: node 0's faults fetch real data, not DATA_ZERO */
+	for (uint64_t p = 0; p < home_b; p++)
+		*(volatile uint64_t *)(s.mem + p * PG) = p + 1;
+	pthread_create(&e.thread, NULL, echo_main, &e);
+	sync_write(to_a);
+	sync_read(from_a);            /* node 0 is done */
+	shutdown(echo_fd, SHUT_RDWR);
+	pthread_join(e.thread, NULL);
+	sync_write(to_a);
+	sync_read(from_a);            /* both stop together */
+	side_stop(&s);
+	return 0;
+}
+
+struct figures {
+	double local, touch, rtt, rd, wr, up, zw, zr, seq_pps, pre_pps;
+	struct dsm_stats st;
+};
+
+static double time_faults(uint8_t *base, uint64_t first, unsigned n, int kind, uint64_t *v)
+{
+	for (unsigned i = 0; i < n; i++) {
+		volatile uint64_t *w = (volatile uint64_t *)(base + (first + i) * PG);
+		uint64_t t0 = 0;
+
+		if (kind == 2)
+			(void)*w;                      /* S first: the write upgrades */
+		t0 = now_ns();
+		if (kind == 0)
+			(void)*w;
+		else
+			*w = i;
+		v[i] = now_ns() - t0;
+	}
+	return median_us(v, n);
+}
+
+static void measure(const struct opts *o, struct side *a, int echo_fd, uint64_t home_b,
+		    struct figures *f)
+{
+	unsigned n = o->samples;
+	uint64_t *v = calloc(n, sizeof(*v)), t0, p;
+	struct local_uffd *l = aligned_alloc(PG, sizeof(*l));
+	uint8_t *plain;
+
+	memset(l, 0, sizeof(*l));
+	if (local_uffd_start(l, (size_t)n * PG, o->spin_us) == 0) {
+		f->local = time_faults(l->mem, 0, n, 1, v);
+		local_uffd_stop(l);
+	}
+	free(l);
+	plain = mmap(NULL, (size_t)n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	f->touch = time_faults(plain, 0, n, 1, v);
+	munmap(plain, (size_t)n * PG);
+	f->rtt = round_trip(echo_fd, n, o->spin_us);
+	/* remote: pages homed on node 1, written there */
+	f->rd = time_faults(a->mem, 0, n, 0, v);
+	f->wr = time_faults(a->mem, n, n, 1, v);
+	f->up = time_faults(a->mem, 2 * n, n, 2, v);
+	/* zero first touch of pages homed here */
+	f->zw = time_faults(a->mem, home_b, n, 1, v);
+	f->zr = time_faults(a->mem, home_b + n, n, 0, v);
+	/* throughput: one thread faulting in turn, then batches of 64 in flight */
+	p = 3 * n;
+	t0 = now_ns();
+	for (uint64_t i = 0; i < o->tput_pages / 2; i++)
+		(void)*(volatile uint64_t *)(a->mem + (p + i) * PG);
+	f->seq_pps = (double)(o->tput_pages / 2) * 1e9 / (double)(now_ns() - t0);
+	p += o->tput_pages / 2;
+	t0 = now_ns();
+	for (uint64_t i = 0; i < o->tput_pages / 2; i += 64) {
+		dsm_prefetch(a->n, (p + i) * PG, 64 * PG, false);
+		for (uint64_t j = i; j < i + 64; j++)
+			(void)*(volatile uint64_t *)(a->mem + (p + j) * PG);
+	}
+	f->pre_pps = (double)(o->tput_pages / 2) * 1e9 / (double)(now_ns() - t0);
+	dsm_node_stats(a->n, &f->st);
+	free(v);
+}
+
+static void print(const struct opts *o, unsigned spin, const struct figures *f)
+{
+	double base = f->rtt + f->local;
+
+	printf("\n== %s (spin %u us), %s\n", spin ? "spinning" : "blocking", spin,
+	       o->rx_thread ? "receive thread" : "the fault handler receives");
+	printf("  floors     local uffd fault %7.1f us | first touch, no uffd %5.1f us | "
+	       "round trip 16 B -> 4 KiB %6.1f us\n", f->local, f->touch, f->rtt);
+	printf("  remote     read fault  %7.1f us   %.2fx (round trip + local fault)   goal <= 1.5\n",
+	       f->rd, f->rd / base);
+	printf("             write fault %7.1f us   %.2fx\n", f->wr, f->wr / base);
+	printf("             upgrade     %7.1f us   %.2fx\n", f->up, f->up / base);
+	printf("  zero, home here: first write %6.1f us   %.2fx local fault   goal <= 1.2\n",
+	       f->zw, f->zw / f->local);
+	printf("                   first read  %6.1f us   %.2fx local fault\n", f->zr,
+	       f->zr / f->local);
+	printf("  pages/s    one thread %8.0f   prefetch x64 %8.0f   (%llu pages each)\n",
+	       f->seq_pps, f->pre_pps, (unsigned long long)o->tput_pages / 2);
+	printf("  counters   read_miss %llu write_miss %llu upgrade %llu zero_local %llu msgs %llu/%llu\n",
+	       (unsigned long long)f->st.fault_read_miss, (unsigned long long)f->st.fault_write_miss,
+	       (unsigned long long)f->st.fault_upgrade, (unsigned long long)f->st.fault_zero_local,
+	       (unsigned long long)f->st.msgs_tx, (unsigned long long)f->st.msgs_rx);
+	fflush(stdout);
+}
+
+static int run(const struct opts *o, unsigned spin, bool rx_thread)
+{
+	struct opts oo = *o;
+	uint64_t home_b = 3ull * o->samples + o->tput_pages, pages = home_b + 2ull * o->samples;
+	int fd[2], efd[2], to_a[2], from_a[2], st;
+	struct figures f = { 0 };
+	struct side a;
+	pid_t pid;
+
+	oo.spin_us = spin;
+	oo.rx_thread = rx_thread;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fd) ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, efd) || pipe(to_a) || pipe(from_a))
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		close(fd[0]);
+		close(efd[0]);
+		_exit(peer_main(&oo, fd[1], efd[1], to_a[1], from_a[0], pages, home_b));
+	}
+	close(fd[1]);
+	close(efd[1]);
+	if (side_start(&a, 0, fd[0], pages, home_b, spin, oo.rx_thread))
+		return 1;
+	sync_read(to_a[0]);
+	measure(&oo, &a, efd[0], home_b, &f);
+	sync_write(from_a[1]);
+	sync_read(to_a[0]);
+	sync_write(from_a[1]);
+	side_stop(&a);
+	close(efd[0]);
+	waitpid(pid, &st, 0);
+	print(&oo, spin, &f);
+	return !WIFEXITED(st) || WEXITSTATUS(st);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "samples", 1, NULL, 'n' }, { "spin", 1, NULL, 's' }, { "pages", 1, NULL, 'p' }, { 0 },
+	};
+	struct opts o = { .samples = 2000, .spin_us = 50, .tput_pages = 16384 };
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		if (c == 'n')
+			o.samples = (unsigned)atoi(optarg);
+		else if (c == 's')
+			o.spin_us = (unsigned)atoi(optarg);
+		else if (c == 'p')
+			o.tput_pages = strtoull(optarg, NULL, 0);
+		else {
+			fprintf(stderr, "usage: dsm-bench [--samples N] [--spin US] [--pages N]\n");
+			return 2;
+		}
+	}
+	if (o.samples < 10 || o.tput_pages < 128) {
+		fprintf(stderr, "dsm-bench: --samples >= 10, --pages >= 128\n");
+		return 2;
+	}
+	o.tput_pages &= ~127ull;
+	printf("dsm-bench: 2 node processes, unix SOCK_SEQPACKET, %u samples per figure, medians\n",
+	       o.samples);
+	rc = run(&o, 0, true);
+	rc |= run(&o, o.spin_us, true);
+	rc |= run(&o, 0, false);
+	rc |= run(&o, o.spin_us, false);
+	return rc;
+}
