@@ -14,6 +14,13 @@
 #   grappe.smpargs=A,B   extra smpcheck arguments, comma separated
 #                        (e.g. grappe.smpargs=--iters=1000,--mib=1)
 #   grappe.nopoweroff=1  stay up (halt loop) instead of powering off
+#   grappe.test=disk     [disks] ext4 on /dev/vda (files + checksums, remount, check),
+#                        then blkcheck stamp + random I/O on the raw device after it:
+#                        "GRAPPE-GUEST: disk PASS" / "disk FAIL why"
+#   grappe.test=disk-verify  [disks] a later boot: the files and the stamp are intact
+#   grappe.test=disk-ro  [disks] /dev/vda is read-only: reads work, writes are refused
+#   grappe.diskserial=S  [disks] the serial /dev/vda must report
+#   grappe.diskseed=N    [disks] seed of the blkcheck patterns (default 4242)
 # Then the guest powers off ("poweroff -f": ACPI S5; with -no-reboot QEMU exits).
 # An ACPI power-button press (QMP system_powerdown) powers it off at any time.
 echo "GRAPPE-GUEST: init"
@@ -70,6 +77,98 @@ finish() {
     while :; do sleep 3600; done
 }
 
+# ---- [disks] grappe.test=disk, disk-verify, disk-ro (tests/test_disk.py) ----
+# Layout of /dev/vda: ext4 on the first DISK_FS_MIB MiB, a blkcheck stamp of
+# DISK_STAMP_MIB MiB right after it (the host recomputes it), then a scratch
+# area of DISK_SCRATCH_MIB MiB for random I/O.
+DISK_FS_MIB=48
+DISK_STAMP_MIB=2
+DISK_SCRATCH_MIB=32
+
+disk_fail() {
+    echo "GRAPPE-GUEST: $test FAIL $*"
+    umount /mnt 2>/dev/null
+    return 1
+}
+
+disk_wait() {
+    i=0
+    while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -b /dev/vda ] || { disk_fail "no /dev/vda"; return 1; }
+    echo "GRAPPE-GUEST: disk vda sectors=$(cat /sys/block/vda/size) ro=$(cat /sys/block/vda/ro)" \
+        "queues=$(find /sys/block/vda/mq -mindepth 1 -maxdepth 1 | wc -l) serial=$(cat /sys/block/vda/serial 2>/dev/null)" \
+        "msix=$(grep -c 'virtio0-' /proc/interrupts)"
+    want=$(param grappe.diskserial)
+    if [ -n "$want" ] && [ "$(cat /sys/block/vda/serial 2>/dev/null)" != "$want" ]; then
+        disk_fail "serial is '$(cat /sys/block/vda/serial 2>/dev/null)', expected '$want'"
+        return 1
+    fi
+}
+
+disk_seed() {
+    seed=$(param grappe.diskseed)
+    echo "${seed:-4242}"
+}
+
+# The files and the stamp written by disk_test are there, unchanged ($1: mount options).
+disk_check() {
+    mount -t ext4 -o "${1:-rw}" /dev/vda /mnt || { disk_fail "cannot mount /dev/vda"; return 1; }
+    (cd /mnt/data && sha256sum -c -s ../SHA256SUMS) || { disk_fail "file checksums differ"; return 1; }
+    echo "GRAPPE-GUEST: disk files ok ($(wc -l </mnt/SHA256SUMS) files)"
+    umount /mnt || { disk_fail "umount"; return 1; }
+    if command -v fsck.ext4 >/dev/null; then
+        fsck.ext4 -n -f /dev/vda >/tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; disk_fail "fsck.ext4 found errors"; return 1; }
+    fi
+    blkcheck verify /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp differs"; return 1; }
+}
+
+disk_test() {
+    disk_wait || return 1
+    if command -v mkfs.ext4 >/dev/null; then
+        echo "GRAPPE-GUEST: disk mkfs=ext4"
+        mkfs.ext4 -q -F -b 4096 /dev/vda ${DISK_FS_MIB}M || { disk_fail "mkfs.ext4"; return 1; }
+    else
+        echo "GRAPPE-GUEST: disk mkfs=ext2"
+        # busybox: ext2, which the ext4 driver mounts
+        mke2fs -F -b 4096 /dev/vda $((DISK_FS_MIB * 1024)) >/dev/null || { disk_fail "mke2fs"; return 1; }
+    fi
+    mount -t ext4 /dev/vda /mnt || { disk_fail "cannot mount the new filesystem"; return 1; }
+    mkdir -p /mnt/data/sub
+    i=0
+    while [ $i -lt 8 ]; do
+        dd if=/dev/urandom of=/mnt/data/f$i bs=4k count=$((8 + i * 16)) 2>/dev/null || { disk_fail "write f$i"; return 1; }
+        i=$((i + 1))
+    done
+    dd if=/dev/urandom of=/mnt/data/sub/big bs=64k count=64 2>/dev/null || { disk_fail "write big"; return 1; }
+    (cd /mnt/data && sha256sum f* sub/big >../SHA256SUMS) || { disk_fail "sha256sum"; return 1; }
+    sync
+    umount /mnt || { disk_fail "umount"; return 1; }
+    echo 3 >/proc/sys/vm/drop_caches
+    blkcheck stamp /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp"; return 1; }
+    disk_check || return 1
+    blkcheck random /dev/vda $((DISK_FS_MIB + DISK_STAMP_MIB)) $DISK_SCRATCH_MIB "$(disk_seed)" \
+        || { disk_fail "random I/O"; return 1; }
+    echo "GRAPPE-GUEST: disk PASS"
+}
+
+disk_verify() {
+    disk_wait || return 1
+    disk_check || return 1
+    echo "GRAPPE-GUEST: disk-verify PASS"
+}
+
+disk_ro() {
+    disk_wait || return 1
+    [ "$(cat /sys/block/vda/ro)" = 1 ] || { disk_fail "/dev/vda is not read-only"; return 1; }
+    disk_check ro || return 1
+    blkcheck rofail /dev/vda || { disk_fail "a write was accepted"; return 1; }
+    echo "GRAPPE-GUEST: disk-ro PASS"
+}
+# ---- end of [disks] ----
+
 # pvpanic tells the hypervisor about a kernel panic (on_crash); it is a module
 # in Debian's cloud kernel.
 modprobe pvpanic-mmio 2>/dev/null
@@ -107,6 +206,9 @@ case "$test" in
         echo c >/proc/sysrq-trigger
         echo "GRAPPE-GUEST: panic FAIL still alive"
         ;;
+    disk) disk_test ;;          # [disks]
+    disk-verify) disk_verify ;; # [disks]
+    disk-ro) disk_ro ;;         # [disks]
     shell)
         echo "GRAPPE-GUEST: shell (exit to power off)"
         setsid cttyhack sh -l

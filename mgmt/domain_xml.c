@@ -69,6 +69,7 @@ struct parser {
 	uint64_t raw_mem, raw_cur_mem;
 	struct cell_aux cells[VM_MAX_CELLS];
 	xmlNodePtr serial, console;
+	struct vm_disk *disk;		/* [issue #4: disks] the <disk> being read */
 };
 
 /* ---- messages ---- */
@@ -839,11 +840,204 @@ static int parse_console(struct parser *p, xmlNodePtr n)
 	return 0;
 }
 
+/* ---- <disk> [issue #4: disks] ---- */
+
+static struct vm_disk *cur_disk(struct parser *p)
+{
+	return p->disk;
+}
+
+/* <driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/> */
+static int parse_disk_driver(struct parser *p, xmlNodePtr n)
+{
+	static const char *const caches[] = {
+		[VM_DISK_CACHE_DEFAULT] = "default", [VM_DISK_CACHE_NONE] = "none",
+		[VM_DISK_CACHE_WRITEBACK] = "writeback",
+		[VM_DISK_CACHE_WRITETHROUGH] = "writethrough",
+		[VM_DISK_CACHE_DIRECTSYNC] = "directsync", [VM_DISK_CACHE_UNSAFE] = "unsafe",
+	};
+	struct vm_disk *d = cur_disk(p);
+	char *type = NULL, *cache = NULL, *io = NULL, *discard = NULL;
+	int rc = attr_of(p, n, "type", &type);
+
+	if (!rc)
+		rc = attr_of(p, n, "cache", &cache);
+	if (!rc)
+		rc = attr_of(p, n, "io", &io);
+	if (!rc)
+		rc = attr_of(p, n, "discard", &discard);
+	if (!rc && type && strcmp(type, "raw"))
+		rc = fail(p, n, "<driver> type '" QUOTE "' is not supported: disks are raw "
+			  "images (type='raw')", type);
+	if (!rc && cache) {
+		size_t i;
+
+		for (i = 0; i < ARRAY_SIZE(caches); i++)
+			if (!strcmp(cache, caches[i]))
+				break;
+		if (i == ARRAY_SIZE(caches))
+			rc = fail(p, n, "<driver> cache '" QUOTE "' is not one of default, none, "
+				  "writeback, writethrough, directsync, unsafe", cache);
+		else
+			d->cache = (enum vm_disk_cache)i;
+	}
+	/* The I/O engine is ours to choose: every libvirt value is accepted. */
+	if (!rc && io && strcmp(io, "native") && strcmp(io, "threads") &&
+	    strcmp(io, "io_uring") && strcmp(io, "default"))
+		rc = fail(p, n, "<driver> io '" QUOTE "' is not one of native, threads, "
+			  "io_uring, default", io);
+	if (!rc && discard) {
+		if (!strcmp(discard, "ignore"))
+			d->discard = false;
+		else if (strcmp(discard, "unmap") && strcmp(discard, "default"))
+			rc = fail(p, n, "<driver> discard '" QUOTE "' is not unmap or ignore",
+				  discard);
+	}
+	free(type);
+	free(cache);
+	free(io);
+	free(discard);
+	return rc;
+}
+
+static int parse_disk_source(struct parser *p, xmlNodePtr n)
+{
+	struct vm_disk *d = cur_disk(p);
+	const char *attr = d->type == VM_DISK_BLOCK ? "dev" : "file";
+	char *path;
+
+	if (attr_of(p, n, attr, &path))
+		return -1;
+	if (!path || !*path) {
+		free(path);
+		return fail(p, n, "<disk type='%s'> needs <source %s='...'/>",
+			    d->type == VM_DISK_BLOCK ? "block" : "file", attr);
+	}
+	d->path = path;
+	return 0;
+}
+
+static bool target_ok(const char *t)
+{
+	if (!*t || strlen(t) >= sizeof(((struct vm_disk *)0)->target))
+		return false;
+	for (; *t; t++)
+		if (!((*t >= 'a' && *t <= 'z') || (*t >= '0' && *t <= '9')))
+			return false;
+	return true;
+}
+
+static int parse_disk_target(struct parser *p, xmlNodePtr n)
+{
+	struct vm_disk *d = cur_disk(p);
+	char *dev = NULL, *bus = NULL;
+	int rc = attr_of(p, n, "dev", &dev);
+
+	if (!rc)
+		rc = attr_of(p, n, "bus", &bus);
+	if (!rc && (!dev || !target_ok(dev)))
+		rc = fail(p, n, "<target> dev must be a short name of lower-case letters "
+			  "and digits such as 'vda', got '" QUOTE "'", dev ? dev : "");
+	if (!rc && bus && strcmp(bus, "virtio"))
+		rc = fail(p, n, "<target> bus '" QUOTE "' is not supported: disks are "
+			  "virtio-blk (bus='virtio')", bus);
+	if (!rc)
+		snprintf(d->target, sizeof(d->target), "%s", dev);
+	free(dev);
+	free(bus);
+	return rc;
+}
+
+/* virtio-blk IDs are 20 bytes: a longer serial is cut, as QEMU does. */
+static int parse_disk_serial(struct parser *p, xmlNodePtr n)
+{
+	struct vm_disk *d = cur_disk(p);
+	char *serial;
+
+	if (text_of(p, n, &serial))
+		return -1;
+	if (strlen(serial) > VM_DISK_SERIAL_MAX)
+		warn_line(p, xmlGetLineNo(n), "<serial> '" QUOTE "' is longer than %d bytes; "
+			  "the guest sees its first %d", serial, VM_DISK_SERIAL_MAX,
+			  VM_DISK_SERIAL_MAX);
+	snprintf(d->serial, sizeof(d->serial), "%.*s", VM_DISK_SERIAL_MAX, serial);
+	free(serial);
+	return 0;
+}
+
+static int parse_disk_readonly(struct parser *p, xmlNodePtr n)
+{
+	cur_disk(p)->readonly = true;
+	return 0;
+}
+
+static int disk_kind(struct parser *p, xmlNodePtr n, struct vm_disk *d)
+{
+	char *type = NULL, *device = NULL;
+	int rc = attr_of(p, n, "type", &type);
+
+	if (!rc)
+		rc = attr_of(p, n, "device", &device);
+	if (!rc && type && !strcmp(type, "block"))
+		d->type = VM_DISK_BLOCK;
+	else if (!rc && type && strcmp(type, "file"))
+		rc = fail(p, n, "<disk> type '" QUOTE "' is not supported (use file or block)",
+			  type);
+	if (!rc && device && strcmp(device, "disk"))
+		rc = fail(p, n, "<disk> device '" QUOTE "' is not supported: only "
+			  "device='disk'", device);
+	free(type);
+	free(device);
+	return rc;
+}
+
+static int parse_disk(struct parser *p, xmlNodePtr n)
+{
+	static const struct handler h[] = {
+		{ "driver", parse_disk_driver, false },
+		{ "source", parse_disk_source, false },
+		{ "target", parse_disk_target, false },
+		{ "serial", parse_disk_serial, false },
+		{ "readonly", parse_disk_readonly, false },
+		/* libvirt writes these; the machine places and names disks itself. */
+		{ "address", NULL, false },
+		{ "alias", NULL, false },
+		{ "boot", NULL, false },
+	};
+	struct vm_config *cfg = p->cfg;
+	struct vm_disk *d;
+
+	if (cfg->nr_disks == VM_MAX_DISKS)
+		return fail(p, n, "more than %d disks", VM_MAX_DISKS);
+	d = &cfg->disks[cfg->nr_disks];
+	memset(d, 0, sizeof(*d));
+	d->discard = true;
+	d->line = xmlGetLineNo(n);
+	/* Counted now so that vm_config_free() finds a path set before an error. */
+	cfg->nr_disks++;
+	p->disk = d;
+	if (disk_kind(p, n, d) || walk(p, n, h, ARRAY_SIZE(h)))
+		return -1;
+	if (!d->path)
+		return fail(p, n, "<disk> has no <source %s='...'/>",
+			    d->type == VM_DISK_BLOCK ? "dev" : "file");
+	if (!d->target[0])
+		return fail(p, n, "<disk> has no <target dev='...'/>");
+	for (unsigned i = 0; i + 1 < cfg->nr_disks; i++)
+		if (!strcmp(cfg->disks[i].target, d->target))
+			return fail(p, n, "disk target '%s' is used twice (first on line %ld)",
+				    d->target, cfg->disks[i].line);
+	return 0;
+}
+
+/* ---- end of <disk> ---- */
+
 static int parse_devices(struct parser *p, xmlNodePtr n)
 {
 	static const struct handler h[] = {
 		{ "serial", parse_serial, true },
 		{ "console", parse_console, true },
+		{ "disk", parse_disk, true },	/* [issue #4: disks] */
 	};
 
 	return walk(p, n, h, ARRAY_SIZE(h));
@@ -1080,6 +1274,9 @@ static int finish(struct parser *p)
 	if (resolve(p, &cfg->kernel) || resolve(p, &cfg->initrd) ||
 	    resolve(p, &cfg->serial_path))
 		return -1;
+	for (unsigned i = 0; i < cfg->nr_disks; i++)	/* [issue #4: disks] */
+		if (resolve(p, &cfg->disks[i].path))
+			return -1;
 	return 0;
 }
 
@@ -1353,6 +1550,8 @@ void vm_config_free(struct vm_config *cfg)
 	free(cfg->cmdline);
 	free(cfg->serial_path);
 	free(cfg->metadata);
+	for (unsigned i = 0; i < cfg->nr_disks; i++)	/* [issue #4: disks] */
+		free(cfg->disks[i].path);
 	cluster_xml_free(&cfg->cluster);
 	free(cfg);
 }

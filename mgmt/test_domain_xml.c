@@ -719,8 +719,8 @@ static void test_unsupported_warn_once(void **state)
 			 "<on_lockfailure>poweroff</on_lockfailure>\n"
 			 "<devices>\n"
 			 "  <emulator>/usr/bin/qemu</emulator>\n"
-			 "  <disk type='file'/>\n"
-			 "  <disk type='file'/>\n"
+			 "  <filesystem type='mount'/>\n"
+			 "  <filesystem type='mount'/>\n"
 			 "  <interface type='network'/>\n"
 			 "  <memballoon model='virtio'/>\n"
 			 "  <graphics type='vnc'/>\n"
@@ -734,7 +734,7 @@ static void test_unsupported_warn_once(void **state)
 	assert_non_null(strstr(w.all, "vm.xml:5: warning: <hyperv> is not"));
 	assert_non_null(strstr(w.all, "vm.xml:6: warning: <on_lockfailure>"));
 	assert_non_null(strstr(w.all, "vm.xml:8: warning: <emulator>"));
-	assert_non_null(strstr(w.all, "vm.xml:9: warning: <disk> is not"));
+	assert_non_null(strstr(w.all, "vm.xml:9: warning: <filesystem> is not"));
 	assert_null(strstr(w.all, "vm.xml:10:"));
 	assert_non_null(strstr(w.all, "vm.xml:11: warning: <interface>"));
 	assert_non_null(strstr(w.all, "vm.xml:12: warning: <memballoon>"));
@@ -750,7 +750,7 @@ static void test_no_warn_callback(void **state)
 {
 	struct vm_config *cfg;
 
-	cfg = must_parse(BASIC "<clock/><devices><disk/><serial/><serial/>"
+	cfg = must_parse(BASIC "<clock/><devices><filesystem/><serial/><serial/>"
 			 "</devices>" END, NULL);
 	assert_int_equal(cfg->serial, VM_SERIAL_PTY);
 	vm_config_free(cfg);
@@ -1134,6 +1134,167 @@ static void test_load_errors(void **state)
 	free(big);
 }
 
+
+/* ---- <disk> [issue #4: disks] ---- */
+
+#define DISK(body) BASIC "<devices>" body "</devices>" END
+
+static void test_disk_file(void **state)
+{
+	struct warnings w = { 0 };
+	struct vm_config *cfg = must_parse(DISK(
+		"<disk type='file' device='disk'>"
+		"<driver name='qemu' type='raw' cache='none' io='native' discard='ignore'/>"
+		"<source file='/var/lib/grappe/a.img'/>"
+		"<target dev='vda' bus='virtio'/>"
+		"<serial>SN 42</serial>"
+		"<readonly/>"
+		"<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>"
+		"<alias name='virtio-disk0'/><boot order='1'/>"
+		"</disk>"
+		"<disk type='block'><source dev='/dev/sdb'/><target dev='vdb'/></disk>"), &w);
+	const struct vm_disk *d = &cfg->disks[0];
+
+	assert_int_equal(w.count, 0);
+	assert_int_equal(cfg->nr_disks, 2);
+	assert_int_equal(d->type, VM_DISK_FILE);
+	assert_string_equal(d->path, "/var/lib/grappe/a.img");
+	assert_string_equal(d->target, "vda");
+	assert_string_equal(d->serial, "SN 42");
+	assert_int_equal(d->cache, VM_DISK_CACHE_NONE);
+	assert_true(d->readonly);
+	assert_false(d->discard);
+	assert_int_equal(d->line, 1);
+	d = &cfg->disks[1];
+	assert_int_equal(d->type, VM_DISK_BLOCK);
+	assert_string_equal(d->path, "/dev/sdb");
+	assert_string_equal(d->target, "vdb");
+	assert_string_equal(d->serial, "");
+	assert_int_equal(d->cache, VM_DISK_CACHE_DEFAULT);
+	assert_false(d->readonly);
+	assert_true(d->discard);
+	vm_config_free(cfg);
+}
+
+static void test_disk_caches(void **state)
+{
+	static const struct { const char *name; enum vm_disk_cache c; } t[] = {
+		{ "default", VM_DISK_CACHE_DEFAULT }, { "none", VM_DISK_CACHE_NONE },
+		{ "writeback", VM_DISK_CACHE_WRITEBACK },
+		{ "writethrough", VM_DISK_CACHE_WRITETHROUGH },
+		{ "directsync", VM_DISK_CACHE_DIRECTSYNC }, { "unsafe", VM_DISK_CACHE_UNSAFE },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char xml[512];
+		struct vm_config *cfg;
+
+		snprintf(xml, sizeof(xml), DISK("<disk type='file'><driver cache='%s' "
+			 "io='threads' discard='unmap'/><source file='x'/><target dev='vda'/>"
+			 "</disk>"), t[i].name);
+		cfg = must_parse(xml, NULL);
+		assert_int_equal(cfg->disks[0].cache, t[i].c);
+		assert_true(cfg->disks[0].discard);
+		vm_config_free(cfg);
+	}
+}
+
+/* Relative image paths are relative to the XML file, like the kernel's. */
+static void test_disk_relative_path(void **state)
+{
+	char dir[] = "/tmp/test_domain_xml.XXXXXX", *path;
+	struct vm_config *cfg;
+	char want[256];
+	static const char xml[] = DISK("<disk type='file'><source file='img/a.raw'/>"
+				       "<target dev='vda'/></disk>");
+
+	assert_non_null(mkdtemp(dir));
+	assert_true(asprintf(&path, "%s/vm.xml", dir) > 0);
+	write_file(path, xml, strlen(xml));
+	cfg = must_load(path, NULL);
+	snprintf(want, sizeof(want), "%s/img/a.raw", dir);
+	assert_string_equal(cfg->disks[0].path, want);
+	vm_config_free(cfg);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+}
+
+static void test_disk_serial_too_long(void **state)
+{
+	struct warnings w = { 0 };
+	struct vm_config *cfg = must_parse(DISK(
+		"<disk><source file='a'/><target dev='vda'/>\n"
+		"<serial>0123456789abcdefghijKLMN</serial></disk>"), &w);
+
+	assert_int_equal(w.count, 1);
+	assert_non_null(strstr(w.last, "vm.xml:2: warning: <serial>"));
+	assert_non_null(strstr(w.last, "longer than 20 bytes"));
+	assert_string_equal(cfg->disks[0].serial, "0123456789abcdefghij");
+	vm_config_free(cfg);
+}
+
+static void test_disk_unknown_child_warns(void **state)
+{
+	struct warnings w = { 0 };
+	struct vm_config *cfg = must_parse(DISK(
+		"<disk><source file='a'/><target dev='vda'/><iotune/></disk>"), &w);
+
+	assert_int_equal(w.count, 1);
+	assert_non_null(strstr(w.last, "<iotune> is not supported yet"));
+	assert_int_equal(cfg->nr_disks, 1);
+	vm_config_free(cfg);
+}
+
+static void test_disk_errors(void **state)
+{
+	must_fail(DISK("<disk><target dev='vda'/></disk>"),
+		  "vm.xml:1: <disk> has no <source file='...'/>");
+	must_fail(DISK("<disk type='block'><source file='/dev/sda'/><target dev='vda'/></disk>"),
+		  "<disk type='block'> needs <source dev='...'/>");
+	must_fail(DISK("<disk><source file=''/><target dev='vda'/></disk>"),
+		  "<disk type='file'> needs <source file='...'/>");
+	must_fail(DISK("<disk><source file='a'/></disk>"), "<disk> has no <target dev='...'/>");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda' bus='sata'/></disk>"),
+		  "bus 'sata' is not supported");
+	must_fail(DISK("<disk><source file='a'/><target dev='sd/a'/></disk>"),
+		  "<target> dev must be a short name");
+	must_fail(DISK("<disk><source file='a'/><target/></disk>"),
+		  "<target> dev must be a short name");
+	must_fail(DISK("<disk type='network'><source file='a'/><target dev='vda'/></disk>"),
+		  "<disk> type 'network' is not supported (use file or block)");
+	must_fail(DISK("<disk device='cdrom'><source file='a'/><target dev='hdc'/></disk>"),
+		  "device 'cdrom' is not supported");
+	must_fail(DISK("<disk><driver type='qcow2'/><source file='a'/><target dev='vda'/></disk>"),
+		  "type 'qcow2' is not supported: disks are raw");
+	must_fail(DISK("<disk><driver cache='fast'/><source file='a'/><target dev='vda'/></disk>"),
+		  "cache 'fast' is not one of");
+	must_fail(DISK("<disk><driver io='magic'/><source file='a'/><target dev='vda'/></disk>"),
+		  "io 'magic' is not one of");
+	must_fail(DISK("<disk><driver discard='maybe'/><source file='a'/><target dev='vda'/>"
+		       "</disk>"), "discard 'maybe' is not unmap or ignore");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/></disk>\n"
+		       "<disk><source file='b'/><target dev='vda'/></disk>"),
+		  "vm.xml:2: disk target 'vda' is used twice (first on line 1)");
+	must_fail(DISK("<disk><source file='a'/><source file='b'/><target dev='vda'/></disk>"),
+		  "<source> appears twice");
+}
+
+static void test_too_many_disks(void **state)
+{
+	char *xml = malloc(16384);
+	size_t n;
+
+	assert_non_null(xml);
+	n = (size_t)snprintf(xml, 16384, BASIC "<devices>");
+	for (int i = 0; i <= VM_MAX_DISKS; i++)
+		n += (size_t)snprintf(xml + n, 16384 - n, "<disk><source file='d%d'/>"
+				      "<target dev='vd%c'/></disk>", i, 'a' + i);
+	snprintf(xml + n, 16384 - n, "</devices>" END);
+	must_fail(xml, "more than 16 disks");
+	free(xml);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1186,6 +1347,13 @@ int main(void)
 		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_relative_to_cwd),
 		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_disk_file),		/* [issue #4: disks] */
+		cmocka_unit_test(test_disk_caches),
+		cmocka_unit_test(test_disk_relative_path),
+		cmocka_unit_test(test_disk_serial_too_long),
+		cmocka_unit_test(test_disk_unknown_child_warns),
+		cmocka_unit_test(test_disk_errors),
+		cmocka_unit_test(test_too_many_disks),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -197,7 +197,7 @@ int pci_bus_add(struct pci_bus *bus, struct pci_device *d, unsigned slot);
 
 /* INTx level from the device (ignored while the command register disables it). */
 void pci_set_intx(struct pci_device *d, int level);
-/* Whether the guest enabled bus mastering: DMA is allowed only then. */
+/* Whether the guest enabled bus mastering (takes the bus lock: not from a config hook). */
 bool pci_bus_master(struct pci_device *d);
 
 /* Little-endian accessors of config space. */
