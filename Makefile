@@ -27,7 +27,8 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
 TESTS     := $(foreach t,$(TEST_SRCS),$(B)/tests/$(notdir $(t:.c=)))
 FUZZERS   := $(foreach f,$(FUZZ_SRCS),$(B)/fuzz/$(notdir $(f:.c=)))
-PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench
+PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench \
+             $(B)/bin/dsm-stress $(B)/bin/dsm-bench
 
 .PHONY: all check unit-check fuzz-check model-check system-check guest lab demo bench deps clean soak
 all: $(PROGS)
@@ -56,7 +57,14 @@ $(B)/bin/grappe: mgmt/grappe_main.c $(B)/lib/libgrappe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 
+# Tools built from DIR/NAME_main.c like the programs above.
 $(B)/bin/fabric-bench: fabric/fabric_bench_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+$(B)/bin/dsm-stress: dsm/dsm_stress_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+$(B)/bin/dsm-bench: dsm/dsm_bench_main.c $(B)/lib/libgrappe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 
@@ -84,8 +92,10 @@ $(B)/fuzz/$(notdir $(1:.c=)): $(1) $(FUZZ_OBJS)
 endef
 $(foreach f,$(FUZZ_SRCS),$(eval $(call fuzz_rule,$(f))))
 
-unit-check: $(TESTS)
+unit-check: $(TESTS) $(B)/bin/dsm-stress
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+	@echo "== dsm-stress: node processes sharing pages, tiny caches"
+	$(B)/bin/dsm-stress --seconds 5
 
 FUZZ_SECONDS ?= 20
 fuzz-check: $(FUZZERS)

@@ -248,10 +248,10 @@ static void *handler_main(void *arg)
 	struct spin sp = { .max = (uint64_t)n->cfg.spin_us * 1000 };
 	struct pollfd pfd[3] = {
 		{ .fd = n->uffd, .events = POLLIN },
-		{ .fd = n->stop_fd, .events = POLLIN },
+		{ .fd = n->kick_fd, .events = POLLIN },
 		{ .fd = n->tx.poll && n->tx.poll_fd ? n->tx.poll_fd(n->tx.ctx) : -1, .events = POLLIN },
 	};
-	uint64_t pending_since = 0, now, slept;
+	uint64_t pending_since = 0, now, slept, wait, kick;
 	struct uffd_msg msgs[16];
 	bool spinning = false;
 	ssize_t r;
@@ -275,6 +275,9 @@ static void *handler_main(void *arg)
 			spin_event(&sp, dsm_now_ns(), spinning);
 			continue;
 		}
+		wait = dsm_proto_tick(n);
+		if (!wait)
+			continue;
 		now = dsm_now_ns();
 		if (spin_more(&sp, now)) {
 			spinning = true;
@@ -286,7 +289,12 @@ static void *handler_main(void *arg)
 		if (watch)
 			watchdog(n, &pending_since, now);
 		pfd[0].revents = pfd[2].revents = 0;
-		if (poll(pfd, 3, 100) > 0 && ((pfd[0].revents | pfd[2].revents) & POLLIN)) {
+		if (wait > 100000000)
+			wait = 100000000;
+		if (ppoll(pfd, 3, &(struct timespec){ 0, (long)wait }, NULL) > 0 &&
+		    (pfd[1].revents & POLLIN) && read(n->kick_fd, &kick, sizeof(kick)) < 0)
+			kick = 0;
+		if ((pfd[0].revents | pfd[2].revents) & POLLIN) {
 			slept = dsm_now_ns() - now;
 			if (sp.max && slept < sp.max)
 				sp.cur = sp.max;
@@ -383,7 +391,7 @@ int dsm_node_create(const struct dsm_config *cfg, const struct dsm_transport_ops
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return fail_cfg(err, errlen, "out of memory");
-	n->uffd = n->stop_fd = -1;
+	n->uffd = n->kick_fd = -1;
 	n->cfg = *cfg;
 	n->tx = *tx;
 	n->self = cfg->self;
@@ -462,8 +470,8 @@ static int open_uffd(struct dsm_node *n, char *err, size_t errlen)
 		snprintf(err, errlen, "userfaultfd lacks COPY/ZEROPAGE/WRITEPROTECT/WAKE");
 		return -1;
 	}
-	n->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (n->stop_fd < 0) {
+	n->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (n->kick_fd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -1;
 	}
@@ -536,7 +544,7 @@ void dsm_node_stop(struct dsm_node *n)
 
 	if (atomic_exchange(&n->stopped, true))
 		return;
-	if (n->stop_fd >= 0 && write(n->stop_fd, &one, sizeof(one)) < 0)
+	if (n->kick_fd >= 0 && write(n->kick_fd, &one, sizeof(one)) < 0)
 		dsm_log(n, "eventfd write: %s", strerror(errno));
 	for (unsigned i = 0; i < n->nr_threads; i++)
 		pthread_join(n->threads[i], NULL);
@@ -551,8 +559,8 @@ void dsm_node_destroy(struct dsm_node *n)
 	dsm_node_stop(n);
 	if (n->uffd >= 0)
 		close(n->uffd);
-	if (n->stop_fd >= 0)
-		close(n->stop_fd);
+	if (n->kick_fd >= 0)
+		close(n->kick_fd);
 	if (n->dir)
 		dsm_proto_free(n);
 	if (n->own_mapping)
@@ -597,6 +605,19 @@ void dsm_peer_down(struct dsm_node *n, unsigned peer, const char *why)
 	dsm_fail(n, "node %u is down: %s", peer, why ? why : "?");
 }
 
+uint64_t dsm_node_tick(struct dsm_node *n)
+{
+	return dsm_proto_tick(n);
+}
+
+void dsm_engine_kick(struct dsm_node *n)
+{
+	uint64_t one = 1;
+
+	if (n->kick_fd >= 0 && write(n->kick_fd, &one, sizeof(one)) < 0)
+		dsm_log(n, "eventfd write: %s", strerror(errno));
+}
+
 void dsm_node_fail(struct dsm_node *n, const char *why)
 {
 	dsm_fail(n, "%s", why);
@@ -604,11 +625,14 @@ void dsm_node_fail(struct dsm_node *n, const char *why)
 
 int dsm_fault(struct dsm_node *n, uint64_t offset, bool write)
 {
+	int r;
+
 	if (offset >= n->size)
 		return -EINVAL;
 	if (atomic_load(&n->stopped))
 		return -ESHUTDOWN;
-	return dsm_proto_fault(n, offset >> DSM_PAGE_SHIFT, write, false);
+	r = dsm_proto_fault(n, offset >> DSM_PAGE_SHIFT, write, false);
+	return r > 1 ? 1 : r;
 }
 
 int dsm_prefetch(struct dsm_node *n, uint64_t offset, uint64_t len, bool write)
@@ -626,7 +650,7 @@ int dsm_prefetch(struct dsm_node *n, uint64_t offset, uint64_t len, bool write)
 		r = dsm_proto_fault(n, p, write, true);
 		if (r < 0)
 			return r;
-		sent += r;
+		sent += r == 1;
 	}
 	return sent;
 }
@@ -696,6 +720,7 @@ void dsm_node_stats(struct dsm_node *n, struct dsm_stats *st)
 	st->evict_s = LD(evict_s);
 	st->evict_m = LD(evict_m);
 	st->queued = LD(queued);
+	st->held_back = LD(held_back);
 	st->cache_max = LD(cache_max);
 	st->cache_held = atomic_load(&n->held);
 	st->in_flight = atomic_load(&n->in_flight);
@@ -728,12 +753,13 @@ int dsm_stats_format(const struct dsm_stats *st, char *buf, size_t len)
 	    (unsigned long long)st->msgs_tx, (unsigned long long)st->msgs_rx,
 	    (unsigned long long)st->bytes_tx, (unsigned long long)st->bytes_rx,
 	    (unsigned long long)st->pages_tx, (unsigned long long)st->pages_rx);
-	OUT("inv sent %llu dropped %llu evict s %llu m %llu queued %llu cache %llu max %llu "
-	    "in_flight %llu\n",
+	OUT("inv sent %llu dropped %llu evict s %llu m %llu queued %llu held_back %llu cache %llu "
+	    "max %llu in_flight %llu\n",
 	    (unsigned long long)st->inv_sent, (unsigned long long)st->inv_dropped,
 	    (unsigned long long)st->evict_s, (unsigned long long)st->evict_m,
-	    (unsigned long long)st->queued, (unsigned long long)st->cache_held,
-	    (unsigned long long)st->cache_max, (unsigned long long)st->in_flight);
+	    (unsigned long long)st->queued, (unsigned long long)st->held_back,
+	    (unsigned long long)st->cache_held, (unsigned long long)st->cache_max,
+	    (unsigned long long)st->in_flight);
 	for (unsigned i = 0; i < DSM_STATS_TOP && st->top[i].count; i++)
 		OUT("hot page %#llx moved %llu\n", (unsigned long long)st->top[i].offset,
 		    (unsigned long long)st->top[i].count);

@@ -83,6 +83,16 @@ struct dsm_config {
 	/* A request unanswered for this long is fatal; 0: wait forever. */
 	unsigned request_timeout_ms;
 	/*
+	 * Forward progress: a page granted here for a fault stays at least
+	 * this long before an INV or FWD_* (at the home: a remote request)
+	 * takes it away, so that the faulting thread gets to use it. Without
+	 * it, two nodes writing one page can take it from each other forever
+	 * (KVM retries its access only after it is woken). The message waits
+	 * in the engine, on the fault handler's timer; no thread blocks.
+	 * Costs up to hold_us per transfer of a contended page. 0: off.
+	 */
+	unsigned hold_us;
+	/*
 	 * The node cannot go on (a peer holding pages is down, a peer broke
 	 * the protocol, a timeout): called once, on some engine or transport
 	 * thread. Afterwards guest memory is plain memory: every blocked and
@@ -148,6 +158,12 @@ unsigned dsm_home_of(const struct dsm_node *n, uint64_t offset);
 int dsm_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *msg, const void *page);
 /* The transport lost node peer: the node is failed (see on_fatal). */
 void dsm_peer_down(struct dsm_node *n, unsigned peer, const char *why);
+/*
+ * Runs the deferred work that is due (hold_us) and returns the
+ * nanoseconds until the next, or UINT64_MAX. The fault handler does this;
+ * with dsm_mem_ops, the caller must.
+ */
+uint64_t dsm_node_tick(struct dsm_node *n);
 /* Fails the node by hand (e.g. the VMM is tearing down after an error). */
 void dsm_node_fail(struct dsm_node *n, const char *why);
 bool dsm_node_failed(const struct dsm_node *n);
@@ -197,6 +213,7 @@ struct dsm_stats {
 	uint64_t inv_dropped;         /* copies dropped here on INV */
 	uint64_t evict_s, evict_m;    /* evictions: silent (S), PUT_M (M) */
 	uint64_t queued;              /* requests that waited behind a busy entry */
+	uint64_t held_back;           /* messages and requests deferred by hold_us */
 	uint64_t cache_held, cache_max;   /* other cells' pages held now / at most */
 	uint64_t in_flight;           /* requests of this node not answered yet */
 	/* The pages that moved (to or from this node) most often. */

@@ -23,12 +23,14 @@ enum dsm_state {
 /*
  * Per page, on every node (8 bytes). Guarded by the page's lock, except
  * cached (cache_lock). The home's own state is only ever I, S or M: its
- * requests are marked by lpend instead.
+ * requests are marked by PF_LPEND instead.
  */
+#define PF_LPEND 0x1       /* at the home: a local request is queued or running */
+#define PF_DEFER 0x2       /* a message for the page is held back (hold_us) */
 struct dsm_page {
 	uint8_t state;
 	uint8_t home;      /* home node */
-	uint8_t lpend;     /* at the home: a local request is queued or running */
+	uint8_t flags;     /* PF_* */
 	uint8_t cached;    /* in the eviction ring */
 	uint32_t moves;    /* times the page moved to or from this node */
 };
@@ -69,6 +71,26 @@ struct dsm_putm {
 	uint8_t data[DSM_PAGE_SIZE];
 };
 
+/*
+ * When a page was last granted here (hold_us): slot = page mod DSM_HOLD_SLOTS,
+ * so a slot is always under the same page-lock stripe. A collision only
+ * forgets a hold.
+ */
+#define DSM_HOLD_SLOTS 4096
+struct dsm_hold {
+	uint64_t page, at_ns;
+};
+
+/* Work held back until due: a message that would take a fresh page away, or a hold's end. */
+struct dsm_defer {
+	struct dsm_defer *next;
+	uint64_t due_ns;
+	uint64_t page;
+	unsigned src;
+	bool hold_end;                 /* the home's hold on its own copy is over */
+	struct dsm_msg msg;
+};
+
 /* A message waiting to be sent, in protocol order. */
 struct dsm_out {
 	struct dsm_out *next;
@@ -90,7 +112,7 @@ struct dsm_counters {
 	_Atomic uint64_t fault_joined, fault_spurious;
 	_Atomic uint64_t msgs_tx, msgs_rx, bytes_tx, bytes_rx, pages_tx, pages_rx;
 	_Atomic uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
-	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued;
+	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued, held_back;
 	_Atomic uint64_t cache_max;
 };
 
@@ -124,13 +146,18 @@ struct dsm_node {
 	size_t ring_cap, ring_head, ring_len;
 	_Atomic uint64_t held;                 /* other cells' pages held or in flight */
 
+	uint64_t hold_ns;
+	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
+	pthread_mutex_t defer_lock;            /* after a page lock */
+	struct dsm_defer *defer_head, *defer_tail;
+
 	_Atomic uint64_t in_flight;            /* this node's requests not answered */
 	_Atomic uint64_t last_rx_ns;           /* for the request timeout */
 	_Atomic bool failed, stopped;
 	pthread_mutex_t fail_lock;
 
-	/* userfaultfd engine (dsm/dsm.c) */
-	int uffd, stop_fd;
+	/* userfaultfd engine (dsm/dsm.c); kick_fd wakes the handler (stop, deferred work) */
+	int uffd, kick_fd;
 	pthread_t *threads;
 	unsigned nr_threads;
 	bool started, registered;
@@ -149,10 +176,13 @@ void dsm_log(struct dsm_node *n, const char *fmt, ...) __attribute__((format(pri
 void dsm_fail(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Engine hook: stop coherence (unregister userfaultfd, waking every fault). */
 void dsm_engine_release(struct dsm_node *n);
+/* Engine hook: deferred work was added, the handler should recompute its timeout. */
+void dsm_engine_kick(struct dsm_node *n);
 
 /* dsm/dsm_proto.c */
 int dsm_proto_init(struct dsm_node *n);
 void dsm_proto_free(struct dsm_node *n);
+/* 0: valid now; 1: a request went out (or waits at the local home); 2: joined one in flight. */
 int dsm_proto_fault(struct dsm_node *n, uint64_t p, bool write, bool prefetch);
 int dsm_proto_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
 		      const uint8_t *data);
@@ -161,6 +191,8 @@ void dsm_proto_adopt(struct dsm_node *n, uint64_t p);
 void dsm_proto_flush(struct dsm_node *n);
 /* Logs the pages in flight and the busy directory entries (lock-free, racy). */
 void dsm_proto_dump(struct dsm_node *n);
+/* Runs the deferred work that is due; returns ns until the next, or UINT64_MAX. */
+uint64_t dsm_proto_tick(struct dsm_node *n);
 bool dsm_page_is_zero(const void *page);
 
 #endif

@@ -17,6 +17,9 @@
 
 #include "dsm/dsm_internal.h"
 
+/* The kind of a transaction that only holds the home's fresh copy (hold_us). */
+#define DSM_TXN_HOLD 0xff
+
 static pthread_mutex_t *plock(struct dsm_node *n, uint64_t p)
 {
 	return &n->locks[p & (DSM_NLOCKS - 1)];
@@ -91,9 +94,9 @@ static void set_lpend(struct dsm_node *n, uint64_t p, bool v)
 {
 	struct dsm_page *pg = &n->pages[p];
 
-	if (pg->lpend == v)
+	if (!!(pg->flags & PF_LPEND) == v)
 		return;
-	pg->lpend = v;
+	pg->flags ^= PF_LPEND;
 	if (v)
 		atomic_fetch_add(&n->in_flight, 1);
 	else
@@ -135,6 +138,62 @@ static void moved(struct dsm_node *n, uint64_t p)
 {
 	if (n->pages[p].moves != UINT32_MAX)
 		n->pages[p].moves++;
+}
+
+/* ---- holding a fresh grant (hold_us) ---- */
+
+/*
+ * A page just granted here for a fault: the faulting thread must get to
+ * use it before another node's request takes it away again, or two nodes
+ * writing one page can take it from each other forever (KVM retries its
+ * access only after it is woken). So what would take it away within
+ * hold_ns is deferred: never by blocking a thread.
+ */
+static void hold_mark(struct dsm_node *n, uint64_t p)
+{
+	if (n->hold)
+		n->hold[p & (DSM_HOLD_SLOTS - 1)] = (struct dsm_hold){ p, dsm_now_ns() };
+}
+
+/* When p's hold ends, or 0 if it is not held. */
+static uint64_t held_until(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_hold *h;
+	uint64_t end;
+
+	if (!n->hold)
+		return 0;
+	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
+	end = h->at_ns + n->hold_ns;
+	return h->page == p && dsm_now_ns() < end ? end : 0;
+}
+
+static bool defer(struct dsm_node *n, uint64_t p, unsigned src, const struct dsm_msg *m,
+		  bool hold_end, uint64_t due)
+{
+	struct dsm_defer *e = calloc(1, sizeof(*e));
+
+	if (!e) {
+		dsm_fail(n, "out of memory");
+		return false;
+	}
+	e->due_ns = due;
+	e->page = p;
+	e->src = src;
+	e->hold_end = hold_end;
+	if (m)
+		e->msg = *m;
+	n->pages[p].flags |= PF_DEFER;
+	pthread_mutex_lock(&n->defer_lock);
+	if (n->defer_tail)
+		n->defer_tail->next = e;
+	else
+		n->defer_head = e;
+	n->defer_tail = e;
+	pthread_mutex_unlock(&n->defer_lock);
+	dsm_count(&n->c.held_back, 1);
+	dsm_engine_kick(n);
+	return true;
 }
 
 /* ---- the outbox ---- */
@@ -371,8 +430,12 @@ static void evict_m(struct dsm_node *n, uint64_t q)
 /* Makes room for one more page of another cell: the oldest S or M page goes. */
 static void evict_one(struct dsm_node *n)
 {
-	size_t tries = 2 * n->ring_len + 2;
+	size_t tries;
 	uint64_t q;
+
+	pthread_mutex_lock(&n->cache_lock);
+	tries = 2 * n->ring_len + 2;
+	pthread_mutex_unlock(&n->cache_lock);
 
 	while (tries-- && !atomic_load(&n->failed) && ring_pop(n, &q)) {
 		uint8_t st;
@@ -451,6 +514,7 @@ static void grant_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned 
 	}
 	if (kind == DSM_UPGRADE ? m_protect(n, p, false) : m_install(n, p, v.zero ? NULL : v.buf, 0))
 		set_state(n, p, DSM_M);
+	hold_mark(n, p);
 	set_lpend(n, p, false);
 }
 
@@ -534,6 +598,7 @@ static void local_request(struct dsm_node *n, struct dsm_dir *d, uint64_t p, uin
 		} else if (d->sharers && m_install(n, p, NULL, DSM_INSTALL_WP)) {
 			set_state(n, p, DSM_S);
 		}
+		hold_mark(n, p);
 		set_lpend(n, p, false);
 	} else if (!d->sharers) {
 		dsm_count(&n->c.fault_zero_local, 1);
@@ -645,10 +710,50 @@ static void home_get_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsign
 	}
 }
 
+/*
+ * The home's own copy was granted for a local fault just now: the request
+ * waits, first in the queue, until the hold ends (the entry is busy).
+ */
+static bool start_hold(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
+		       uint8_t kind)
+{
+	uint64_t until = held_until(n, p);
+	bool takes = kind == DSM_GET_S ? d->owner == n->self
+				       : n->pages[p].state == DSM_S || n->pages[p].state == DSM_M;
+	struct dsm_txn *t;
+	struct dsm_qent *e;
+
+	if (!until || !takes)
+		return false;
+	t = txn_get(n, p, true);
+	e = calloc(1, sizeof(*e));
+	if (!t || !e) {
+		free(e);
+		dsm_fail(n, "out of memory");
+		return true;
+	}
+	e->src = (uint8_t)r;
+	e->kind = kind;
+	e->next = t->qhead;
+	t->qhead = e;
+	if (!t->qtail)
+		t->qtail = e;
+	d->busy = 1;
+	t->busy = true;
+	t->wait_data = false;
+	t->acks = 0;
+	t->kind = DSM_TXN_HOLD;
+	t->req = (uint8_t)n->self;
+	defer(n, p, n->self, NULL, true, until);
+	return true;
+}
+
 /* A request for page p from r (r == self: a local fault), the entry idle. */
 static void home_request(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned r,
 			 uint8_t kind, struct pdata v)
 {
+	if (r != n->self && kind != DSM_PUT_M && start_hold(n, d, p, r, kind))
+		return;
 	if (r == n->self)
 		local_request(n, d, p, kind);
 	else if (kind == DSM_PUT_M)
@@ -755,6 +860,7 @@ static int home_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *
 			set_state(n, p, DSM_S);
 			d->sharers |= bit(src);
 			if (t->req == n->self) {
+				hold_mark(n, p);
 				set_lpend(n, p, false);
 			} else {
 				d->sharers |= bit(t->req);
@@ -783,6 +889,7 @@ static int client_grant(struct dsm_node *n, unsigned src, const struct dsm_msg *
 	if (!m_install(n, p, data, gm ? 0 : DSM_INSTALL_WP))
 		return -EIO;
 	set_state(n, p, gm ? DSM_M : DSM_S);
+	hold_mark(n, p);
 	if (data)
 		moved(n, p);
 	else
@@ -844,6 +951,21 @@ static int client_fwd(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
 	return 0;
 }
 
+/* INV, FWD_GET_*: held back while the page is fresh here (or after one held back). */
+static int client_takeaway(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
+			   bool may_defer)
+{
+	uint64_t p = m->page, until;
+	uint8_t st = n->pages[p].state;
+
+	if (may_defer && (n->pages[p].flags & PF_DEFER))
+		return defer(n, p, src, m, false, 0) ? 0 : -ENOMEM;
+	if (may_defer && (m->type == DSM_INV ? st == DSM_S || st == DSM_SM_A : st == DSM_M) &&
+	    (until = held_until(n, p)))
+		return defer(n, p, src, m, false, until) ? 0 : -ENOMEM;
+	return m->type == DSM_INV ? client_inv(n, src, m) : client_fwd(n, src, m);
+}
+
 static int client_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
 			  const uint8_t *data)
 {
@@ -862,12 +984,12 @@ static int client_receive(struct dsm_node *n, unsigned src, const struct dsm_msg
 		if (!m_protect(n, p, false))
 			return -EIO;
 		set_state(n, p, DSM_M);
+		hold_mark(n, p);
 		return 0;
 	case DSM_INV:
-		return client_inv(n, src, m);
 	case DSM_FWD_GET_S:
 	case DSM_FWD_GET_M:
-		return client_fwd(n, src, m);
+		return client_takeaway(n, src, m, true);
 	case DSM_PUT_ACK:
 		if (n->pages[p].state != DSM_MI_A)
 			return proto_error(n, src, m, "no eviction");
@@ -931,9 +1053,9 @@ static int fault_home(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
 			n->mem.wake(n->mem.ctx, p);
 		return 0;
 	}
-	if (pg->lpend) {
+	if (pg->flags & PF_LPEND) {
 		dsm_count(&n->c.fault_joined, 1);
-		return 1;
+		return 2;
 	}
 	set_lpend(n, p, true);
 	if (d->busy) {
@@ -941,7 +1063,7 @@ static int fault_home(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
 		return 1;
 	}
 	local_request(n, d, p, write ? DSM_GET_M : DSM_GET_S);
-	return pg->lpend ? 1 : 0;
+	return (pg->flags & PF_LPEND) ? 1 : 0;
 }
 
 static int fault_remote(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
@@ -958,7 +1080,7 @@ static int fault_remote(struct dsm_node *n, uint64_t p, bool write, bool prefetc
 	if (transient(st)) {
 		/* the install wakes it (after MI_A: PUT_ACK wakes it to fault again) */
 		dsm_count(&n->c.fault_joined, 1);
-		return 1;
+		return 2;
 	}
 	if (st == DSM_S) {
 		set_state(n, p, DSM_SM_A);
@@ -1004,6 +1126,87 @@ void dsm_proto_adopt(struct dsm_node *n, uint64_t p)
 	pthread_mutex_unlock(plock(n, p));
 }
 
+/* ---- deferred work ---- */
+
+/*
+ * Takes the first entry that is due and not behind an earlier entry of
+ * the same page (order per page is the protocol's); sets *next to the
+ * earliest due time of what stays.
+ */
+static struct dsm_defer *take_due(struct dsm_node *n, uint64_t now, uint64_t *next)
+{
+	struct dsm_defer *prev = NULL, *e, *f;
+
+	pthread_mutex_lock(&n->defer_lock);
+	for (e = n->defer_head; e; prev = e, e = e->next) {
+		bool behind = false;
+
+		for (f = n->defer_head; f != e && !behind; f = f->next)
+			behind = f->page == e->page;
+		if (behind)
+			continue;
+		if (e->due_ns <= now) {
+			if (prev)
+				prev->next = e->next;
+			else
+				n->defer_head = e->next;
+			if (n->defer_tail == e)
+				n->defer_tail = prev;
+			break;
+		}
+		if (e->due_ns < *next)
+			*next = e->due_ns;
+	}
+	pthread_mutex_unlock(&n->defer_lock);
+	return e;
+}
+
+static bool deferred(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_defer *e;
+
+	pthread_mutex_lock(&n->defer_lock);
+	for (e = n->defer_head; e && e->page != p; e = e->next)
+		;
+	pthread_mutex_unlock(&n->defer_lock);
+	return e != NULL;
+}
+
+static void run_deferred(struct dsm_node *n, struct dsm_defer *e)
+{
+	uint64_t p = e->page;
+	struct dsm_txn *t;
+
+	pthread_mutex_lock(plock(n, p));
+	if (!atomic_load(&n->failed)) {
+		if (!e->hold_end) {
+			client_takeaway(n, e->src, &e->msg, false);
+		} else if ((t = txn_get(n, p, false)) && t->busy && t->kind == DSM_TXN_HOLD) {
+			finish(n, dir_of(n, p), t);
+		}
+	}
+	if (!deferred(n, p))
+		n->pages[p].flags &= ~PF_DEFER;
+	pthread_mutex_unlock(plock(n, p));
+	dsm_proto_flush(n);
+}
+
+uint64_t dsm_proto_tick(struct dsm_node *n)
+{
+	uint64_t now = dsm_now_ns(), next;
+	struct dsm_defer *e;
+
+	for (;;) {
+		next = UINT64_MAX;
+		e = take_due(n, now, &next);
+		if (!e)
+			break;
+		run_deferred(n, e);
+		free(e);
+	}
+	return next == UINT64_MAX ? next : next > now ? next - now : 0;
+}
+
 /* For a post-mortem (request timeout): what is in flight, what is busy. */
 void dsm_proto_dump(struct dsm_node *n)
 {
@@ -1015,7 +1218,7 @@ void dsm_proto_dump(struct dsm_node *n)
 		struct dsm_dir *d = pg->home == n->self ? dir_of(n, p) : NULL;
 		struct dsm_txn *t = d ? txn_get(n, p, false) : NULL;
 
-		if (!transient(pg->state) && !pg->lpend && !(d && d->busy))
+		if (!transient(pg->state) && !pg->flags && !(d && d->busy))
 			continue;
 		shown++;
 		if (!d) {
@@ -1025,7 +1228,8 @@ void dsm_proto_dump(struct dsm_node *n)
 		}
 		dsm_log(n, "page %#llx (home): %s%s owner %d sharers %#llx zero %u busy %u "
 			"txn req %d kind %s acks %#llx wait_data %d queue %s",
-			(unsigned long long)p, names[pg->state], pg->lpend ? " lpend" : "",
+			(unsigned long long)p, names[pg->state],
+			(pg->flags & PF_LPEND) ? " lpend" : (pg->flags & PF_DEFER) ? " deferred" : "",
 			d->owner == DSM_NONE ? -1 : d->owner, (unsigned long long)d->sharers,
 			d->zero, d->busy, t ? t->req : -1,
 			t ? dsm_msg_type_name(t->kind) : "-", t ? (unsigned long long)t->acks : 0ULL,
@@ -1054,6 +1258,15 @@ int dsm_proto_init(struct dsm_node *n)
 		pthread_mutex_init(&n->locks[i], NULL);
 	pthread_mutex_init(&n->out_lock, NULL);
 	pthread_mutex_init(&n->cache_lock, NULL);
+	pthread_mutex_init(&n->defer_lock, NULL);
+	if (n->cfg.hold_us) {
+		n->hold_ns = (uint64_t)n->cfg.hold_us * 1000;
+		n->hold = malloc(DSM_HOLD_SLOTS * sizeof(*n->hold));
+		if (!n->hold)
+			return -ENOMEM;
+		for (unsigned i = 0; i < DSM_HOLD_SLOTS; i++)
+			n->hold[i] = (struct dsm_hold){ .page = UINT64_MAX };
+	}
 	if (n->cache_pages) {
 		n->ring_cap = n->cache_pages * 2 + 64;
 		n->ring = malloc(n->ring_cap * sizeof(*n->ring));
@@ -1091,8 +1304,16 @@ void dsm_proto_free(struct dsm_node *n)
 		n->out_head = o->next;
 		free(o);
 	}
+	while (n->defer_head) {
+		struct dsm_defer *e = n->defer_head;
+
+		n->defer_head = e->next;
+		free(e);
+	}
 	pthread_mutex_destroy(&n->out_lock);
 	pthread_mutex_destroy(&n->cache_lock);
+	pthread_mutex_destroy(&n->defer_lock);
+	free(n->hold);
 	free(n->ring);
 	free(n->dir);
 }

@@ -42,6 +42,7 @@ static void on_fatal(void *ctx, const char *msg)
 }
 
 static unsigned g_timeout_ms = 10000;   /* every test also runs the watchdog */
+static unsigned g_hold_us;
 
 static void quiet(void *ctx, const char *msg)
 {
@@ -68,7 +69,7 @@ static struct cluster *cluster_new(unsigned nr, uint64_t pages, uint64_t cache, 
 		struct dsm_config cfg = {
 			.self = i, .nr_nodes = nr, .size = c->size, .homes = homes,
 			.nr_homes = nr, .cache_pages = cache, .spin_us = spin_us,
-			.request_timeout_ms = g_timeout_ms,
+			.request_timeout_ms = g_timeout_ms, .hold_us = g_hold_us,
 			.on_fatal = on_fatal, .on_log = quiet, .cb_ctx = &c->fatal[i],
 		};
 		struct dsm_transport_ops tx = dsm_loop_ops(c->loop, i);
@@ -274,6 +275,57 @@ static void test_pingpong(void **state)
 	assert_int_equal(*word(c, 1, 3, 2), 300);
 	assert_true(stats(c, 1).top[0].offset == 3 * PG);
 	assert_true(stats(c, 0).top[0].count >= 100);
+	no_fatal(c);
+	cluster_free(c);
+}
+
+/* ---- prefetch: many requests in flight, then no fault ---- */
+
+static void test_prefetch_access(void **state)
+{
+	struct cluster *c = cluster_new(2, 64, 0, 0, 0);
+	struct dsm_stats st;
+
+	(void)state;
+	for (uint64_t p = 0; p < 32; p++)
+		*word(c, 0, p, 0) = p + 1;
+	assert_int_equal(dsm_prefetch(c->n[1], 0, 16 * PG, false), 16);
+	assert_int_equal(dsm_prefetch(c->n[1], 0, 16 * PG, false), 0);   /* in flight or here */
+	assert_int_equal(dsm_access(c->n[1], 0, 16 * PG, false), 0);
+	assert_int_equal(dsm_access(c->n[1], 16 * PG + 5, 16 * PG - 5, true), 0);
+	st = stats(c, 1);
+	assert_int_equal(st.fault_read_miss, 16);
+	assert_int_equal(st.fault_write_miss, 16);
+	for (uint64_t p = 0; p < 32; p++)
+		assert_int_equal(*word(c, 1, p, 0), p + 1);
+	/* everything was valid already: no more requests */
+	assert_int_equal(stats(c, 1).msgs_tx, st.msgs_tx);
+	assert_int_equal(dsm_prefetch(c->n[1], 0, 65 * PG, false), -EINVAL);
+	no_fatal(c);
+	cluster_free(c);
+}
+
+/* The same with every fresh grant held 200 us: deferred work on the handler's timer. */
+static void test_pingpong_hold(void **state)
+{
+	struct cluster *c;
+	struct pp a, b;
+	pthread_t ta, tb;
+
+	(void)state;
+	g_hold_us = 200;
+	c = cluster_new(2, 4, 0, 0, 0);
+	g_hold_us = 0;
+	a = (struct pp){ c, 0, 0, 200, 2, false };
+	b = (struct pp){ c, 1, 1, 200, 2, false };
+	pthread_create(&ta, NULL, pingpong_main, &a);
+	pthread_create(&tb, NULL, pingpong_main, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_false(a.bad);
+	assert_false(b.bad);
+	assert_int_equal(*word(c, 1, 2, 0), 400);
+	assert_true(stats(c, 0).held_back + stats(c, 1).held_back > 0);
 	no_fatal(c);
 	cluster_free(c);
 }
@@ -561,6 +613,8 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_zero_local_no_message),
 		cmocka_unit_test(test_pingpong),
+		cmocka_unit_test(test_pingpong_hold),
+		cmocka_unit_test(test_prefetch_access),
 		cmocka_unit_test(test_eviction_writeback),
 		cmocka_unit_test(test_evict_zero),
 		cmocka_unit_test(test_concurrent_faults),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "dsm/dsm.h"
@@ -136,6 +137,8 @@ static void f_log(void *ctx, const char *msg)
 
 static const struct dsm_mem_ops mem_ops = { f_install, f_protect, f_drop, f_read, f_wake, NULL };
 
+static unsigned g_hold_us;
+
 static int setup(void **state)
 {
 	struct dsm_range homes[3] = { { 0, 2 * PG, 0 }, { 2 * PG, 3 * PG, 1 }, { 3 * PG, 4 * PG, 2 } };
@@ -149,7 +152,7 @@ static int setup(void **state)
 		struct dsm_config cfg = {
 			.self = i, .nr_nodes = NN, .size = NP * PG, .homes = homes, .nr_homes = 3,
 			.cache_pages = i == 1 ? 1 : 0, .on_fatal = f_fatal, .on_log = f_log,
-			.cb_ctx = &W->ctx[i], .mem_ops = &ops,
+			.cb_ctx = &W->ctx[i], .mem_ops = &ops, .hold_us = g_hold_us,
 		};
 
 		W->ctx[i] = i;
@@ -158,6 +161,14 @@ static int setup(void **state)
 		    dsm_node_start(W->node[i].n, err, sizeof(err)))
 			fail_msg("%s", err);
 	}
+	return 0;
+}
+
+static int setup_hold(void **state)
+{
+	g_hold_us = 20000;
+	setup(state);
+	g_hold_us = 0;
 	return 0;
 }
 
@@ -441,6 +452,54 @@ static void test_home_upgrade(void **state)
 	no_fatal();
 }
 
+/* ---- hold_us: a fresh grant is used before it goes ---- */
+
+static void test_hold_client(void **state)
+{
+	(void)state;
+	write_settled(1, 0, 5);                     /* node 1: M, just granted */
+	assert_int_equal(fault(2, 0, true), 1);
+	deliver(2, 0, DSM_GET_M);
+	deliver(0, 1, DSM_FWD_GET_M);               /* held back, nothing answered */
+	assert_int_equal(queued(1, 0), 0);
+	assert_true(W->node[1].pg[0].present);
+	cpu_write(1, 0, 6);                         /* the faulting thread gets its turn */
+	assert_true(dsm_node_tick(W->node[1].n) > 0);
+	assert_int_equal(queued(1, 0), 0);
+	usleep(30000);
+	assert_true(dsm_node_tick(W->node[1].n) == UINT64_MAX);
+	deliver(1, 0, DSM_FWD_DATA);
+	deliver(0, 2, DSM_DATA);
+	assert_int_equal(cpu_read(2, 0), 6);
+	assert_false(W->node[1].pg[0].present);
+	assert_int_equal(st(1).held_back, 1);
+	no_fatal();
+}
+
+static void test_hold_home(void **state)
+{
+	(void)state;
+	write_settled(0, 0, 7);                     /* the home: M, just granted */
+	assert_int_equal(fault(1, 0, false), 1);
+	deliver(1, 0, DSM_GET_S);                   /* held: queued first */
+	assert_int_equal(fault(2, 0, true), 1);
+	deliver(2, 0, DSM_GET_M);                   /* behind it */
+	assert_int_equal(queued(0, 1) + queued(0, 2), 0);
+	cpu_write(0, 0, 8);
+	usleep(30000);
+	dsm_node_tick(W->node[0].n);
+	deliver(0, 1, DSM_DATA);                    /* GET_S, then GET_M invalidates node 1 */
+	assert_int_equal(cpu_read(1, 0), 8);
+	deliver(0, 1, DSM_INV);                     /* node 1's copy is fresh too: held */
+	assert_int_equal(queued(1, 0), 0);
+	usleep(30000);
+	dsm_node_tick(W->node[1].n);
+	deliver(1, 0, DSM_INV_ACK);
+	deliver(0, 2, DSM_DATA);
+	assert_int_equal(cpu_read(2, 0), 8);
+	no_fatal();
+}
+
 /* ---- a peer that breaks the protocol is not trusted ---- */
 
 static void bad(unsigned src, unsigned dst, uint8_t type, uint8_t flags, uint64_t page,
@@ -524,6 +583,8 @@ int main(void)
 		T(test_queue_order),
 		T(test_zero_putm),
 		T(test_home_upgrade),
+		cmocka_unit_test_setup_teardown(test_hold_client, setup_hold, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_home, setup_hold, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),

@@ -17,73 +17,22 @@
 /* The fabric message type that carries DSM messages (header + page). */
 #define DSM_FABRIC_TYPE 0x200
 
-/*
- * Forward progress under contention. A page granted to this node for a
- * fault must stay long enough for the faulting thread to use it: KVM in
- * particular retries its access only after it is woken, and a request from
- * another node that arrives first would take the page away again, forever
- * (seen with the kvmclock page, which every node's KVM writes). So a
- * message that takes away a page which arrived here less than 'hold' ago
- * waits out the rest of it on the receive thread, which keeps the fabric's
- * per-pair order.
- */
-#define HOLD_SLOTS 4096
-#define HOLD_DEFAULT_US 500
-
-struct hold_slot {
-	uint64_t page;
-	uint64_t at_ns;
-};
-
 struct cluster_ram {
 	struct machine *m;
 	struct fabric *f;
 	struct dsm_node *dsm;
 	bool shared;
 	char shm_path[256];
-	uint64_t hold_ns;
-	struct hold_slot hold[HOLD_SLOTS];   /* receive thread only */
-	uint64_t held;                       /* statistics */
 };
 
-static struct hold_slot *hold_slot(struct cluster_ram *r, uint64_t page)
-{
-	return &r->hold[(page * 0x9e3779b97f4a7c15ULL) >> 52];
-}
-
-static bool gives_page_here(uint8_t type)
-{
-	return type == DSM_DATA || type == DSM_DATA_ZERO || type == DSM_UPG_ACK ||
-	       type == DSM_FWD_DATA;
-}
-
-static bool takes_page_away(uint8_t type)
-{
-	return type == DSM_INV || type == DSM_FWD_GET_S || type == DSM_FWD_GET_M ||
-	       type == DSM_GET_S || type == DSM_GET_M || type == DSM_UPGRADE;
-}
-
-static void hold_before(struct cluster_ram *r, const struct dsm_msg *msg)
-{
-	struct hold_slot *h = hold_slot(r, msg->page);
-	uint64_t now;
-
-	if (gives_page_here(msg->type)) {
-		*h = (struct hold_slot){ msg->page, timer_monotonic_ns() };
-		return;
-	}
-	if (!r->hold_ns || !takes_page_away(msg->type) || h->page != msg->page)
-		return;
-	now = timer_monotonic_ns();
-	if (now < h->at_ns + r->hold_ns) {
-		uint64_t wait = h->at_ns + r->hold_ns - now;
-		struct timespec ts = { 0, (long)wait };
-
-		nanosleep(&ts, NULL);
-		r->held++;
-	}
-	h->page = UINT64_MAX;
-}
+/*
+ * Forward progress under contention: a page granted here for a fault is
+ * kept at least this long before a request may take it away (the DSM
+ * parks such messages; no thread sleeps). Without it KVM, which retries
+ * its access only after it is woken, can lose a page it keeps being
+ * granted (seen in the lab with pages every node writes).
+ */
+#define HOLD_DEFAULT_US 500
 
 static int dsm_send(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page)
 {
@@ -146,7 +95,6 @@ static void dsm_stats_json(void *ctx, struct json_object *out)
 	json_object_object_add(d, "invalidations", jint(st.inv_sent));
 	json_object_object_add(d, "evictions", jint(st.evict_s + st.evict_m));
 	json_object_object_add(d, "cache_held", jint(st.cache_held));
-	json_object_object_add(d, "held_for_progress", jint(r->held));
 	for (unsigned i = 0; i < DSM_STATS_TOP && st.top[i].count; i++) {
 		struct json_object *h = json_object_new_object();
 		char gpa[32];
@@ -190,6 +138,8 @@ static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *e
 		.size = r->m->mem.size,
 		.homes = homes,
 		.cache_pages = me->cache_bytes / DSM_PAGE_SIZE,
+		.hold_us = getenv("GRAPPE_DSM_HOLD_US") ?
+			   (unsigned)strtoul(getenv("GRAPPE_DSM_HOLD_US"), NULL, 10) : HOLD_DEFAULT_US,
 		.on_fatal = dsm_fatal,
 		.on_log = dsm_log,
 		.cb_ctx = r,
@@ -244,10 +194,7 @@ int cluster_ram_create(struct cluster_ram **out, struct machine *m, const struct
 	}
 	r->m = m;
 	r->f = f;
-	r->hold_ns = (getenv("GRAPPE_DSM_HOLD_US") ? strtoull(getenv("GRAPPE_DSM_HOLD_US"), NULL, 10)
-						  : HOLD_DEFAULT_US) * 1000ULL;
-	for (unsigned i = 0; i < HOLD_SLOTS; i++)
-		r->hold[i].page = UINT64_MAX;
+
 	if (mode && !strcmp(mode, "shared")) {
 		r->shared = true;
 		return map_shared(r, cfg, err, errlen);
@@ -277,7 +224,6 @@ void cluster_ram_receive(struct cluster_ram *r, unsigned src, uint16_t type, uin
 		dsm_node_fail(r->dsm, line);
 		return;
 	}
-	hold_before(r, &msg);
 	dsm_receive(r->dsm, src, &msg, page);
 }
 

@@ -17,7 +17,6 @@ int guest_mem_init(struct guest_mem *gm, uint64_t size)
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	madvise(p, size, MADV_MERGEABLE);
 	gm->host = p;
 	gm->size = size;
 	gm->low_size = size < GUEST_MEM_HOLE_START ? size : GUEST_MEM_HOLE_START;

@@ -7,7 +7,7 @@
  * sends leave in that order (the engine's outbox keeps the order).
  *
  * Shape: N nodes, P pages; page p is homed on node p (node 2 is a pure
- * client). Channels are FIFO per ordered pair, like TCP. Each node is two
+ * client). Channels are FIFO per ordered pair and page (below). Each node is two
  * processes, as in the engine: cpu() = the faulting threads and the
  * evictor, rx() = the receive thread. The home answers its own node's
  * requests inline, without messages.
@@ -32,7 +32,7 @@
 #ifndef BUDGET
 #define BUDGET 2        /* requests + writes per node */
 #endif
-#define QCAP 6
+#define QCAP 4          /* per pair and page; send asserts it is never full */
 
 /*
  * ci/check-models builds with -DCOVER_ENV and runs with COVER=n for each
@@ -65,10 +65,16 @@ mtype = { GET_S, GET_M, UPGRADE, PUT_M, INV, INV_ACK, FWD_GET_S, FWD_GET_M,
 #define HOME(p)  (p)
 #define ST(n,p)  st[(n)*P+(p)]
 #define VER(n,p) ver[(n)*P+(p)]
-#define CH(s,d)  ch[(s)*N+(d)]
+#define CH(s,d,p) ch[((s)*N+(d))*P+(p)]
 
-/* type, page, version of the data carried (0 = a zero page), grant M */
-chan ch[N*N] = [QCAP] of { mtype, byte, byte, bit };
+/*
+ * type, page, version of the data carried (0 = a zero page), grant M.
+ * One FIFO channel per ordered pair AND page: messages about different
+ * pages may overtake each other. The transports keep a pair in order, but
+ * the engine relies on order per page only (a node may hold back one
+ * page's INV/FWD_* while others go on: hold_us in dsm/dsm.h).
+ */
+chan ch[N*N*P] = [QCAP] of { mtype, byte, byte, bit };
 
 byte st[N*P];           /* each node's state of each page */
 byte ver[N*P];          /* version of its copy (or of the PutM buffer in MI_A) */
@@ -114,8 +120,8 @@ end:	atomic { !ALLOK -> assert(ALLOK) }
 
 inline send(d, t, p, v, g)
 {
-	assert(d != me && nfull(CH(me, d)));
-	CH(me, d)!t, p, v, g
+	assert(d != me && nfull(CH(me, d, p)));
+	CH(me, d, p)!t, p, v, g
 }
 
 /* A page whose content is zero travels as DATA_ZERO, without payload. */
@@ -401,7 +407,8 @@ inline handle(src)
 	fi
 }
 
-#define RECV(s) d_step { nempty(CH(s, me)) -> CH(s, me)?t, pg, vv, g; handle(s); t = 0; pg = 0; vv = 0; g = 0 }
+#define RECV(s, p) d_step { nempty(CH(s, me, p)) -> CH(s, me, p)?t, pg, vv, g; handle(s); \
+			    t = 0; pg = 0; vv = 0; g = 0 }
 
 proctype rx(byte me)
 {
@@ -410,9 +417,14 @@ proctype rx(byte me)
 	bit g;
 end:
 	do
-	:: RECV(0)
-	:: RECV(1)
-	:: RECV(2)
+	:: RECV(0, 0)
+	:: RECV(1, 0)
+	:: RECV(2, 0)
+#if P == 2
+	:: RECV(0, 1)
+	:: RECV(1, 1)
+	:: RECV(2, 1)
+#endif
 	od
 }
 
