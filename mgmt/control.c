@@ -940,10 +940,7 @@ static void *server_thread(void *arg)
 	return NULL;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void control_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -966,29 +963,29 @@ static int live_server(const char *path, const struct sockaddr_un *sa, char *err
 	if (lstat(path, &st)) {
 		if (errno == ENOENT)
 			return 0;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		control_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (!S_ISSOCK(st.st_mode)) {
-		set_err(err, errlen, "%s: exists and is not a socket", path);
+		control_set_err(err, errlen, "%s: exists and is not a socket", path);
 		return -1;
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		set_err(err, errlen, "socket: %s", strerror(errno));
+		control_set_err(err, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
 	ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
 	if (!ret || errno == EAGAIN || errno == EINPROGRESS) {
 		close(fd);
-		set_err(err, errlen, "%s: another server is listening there", path);
+		control_set_err(err, errlen, "%s: another server is listening there", path);
 		return 1;
 	}
 	ret = errno;
 	close(fd);
 	if (ret == ECONNREFUSED) {
 		if (unlink(path) && errno != ENOENT) {
-			set_err(err, errlen, "%s: cannot remove the stale socket: %s", path,
+			control_set_err(err, errlen, "%s: cannot remove the stale socket: %s", path,
 				strerror(errno));
 			return -1;
 		}
@@ -996,7 +993,7 @@ static int live_server(const char *path, const struct sockaddr_un *sa, char *err
 	}
 	if (ret == ENOENT)
 		return 0;
-	set_err(err, errlen, "%s: %s", path, strerror(ret));
+	control_set_err(err, errlen, "%s: %s", path, strerror(ret));
 	return -1;
 }
 
@@ -1010,14 +1007,14 @@ int control_start(const char *path, const struct control_ops *ops, struct contro
 
 	*out = NULL;
 	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path)) {
-		set_err(err, errlen, "control socket path '%s' is empty or longer than %zu bytes",
+		control_set_err(err, errlen, "control socket path '%s' is empty or longer than %zu bytes",
 			path ? path : "", sizeof(sa.sun_path) - 1);
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		set_err(err, errlen, "out of memory");
+		control_set_err(err, errlen, "out of memory");
 		return -1;
 	}
 	c->listen_fd = c->wake[0] = c->wake[1] = -1;
@@ -1029,38 +1026,38 @@ int control_start(const char *path, const struct control_ops *ops, struct contro
 		goto fail;
 	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->listen_fd < 0) {
-		set_err(err, errlen, "socket: %s", strerror(errno));
+		control_set_err(err, errlen, "socket: %s", strerror(errno));
 		goto fail;
 	}
 	/* On Linux the socket file takes its mode from the socket: no window at umask. */
 	if (fchmod(c->listen_fd, 0600)) {
-		set_err(err, errlen, "%s: fchmod: %s", path, strerror(errno));
+		control_set_err(err, errlen, "%s: fchmod: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (bind(c->listen_fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		set_err(err, errlen, "%s: bind: %s", path, strerror(errno));
+		control_set_err(err, errlen, "%s: bind: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (chmod(path, 0600) || lstat(path, &st)) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		control_set_err(err, errlen, "%s: %s", path, strerror(errno));
 		unlink(path);
 		goto fail;
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
 	if (listen(c->listen_fd, 8)) {
-		set_err(err, errlen, "%s: listen: %s", path, strerror(errno));
+		control_set_err(err, errlen, "%s: listen: %s", path, strerror(errno));
 		unlink(path);
 		goto fail;
 	}
 	if (pipe2(c->wake, O_NONBLOCK | O_CLOEXEC)) {
-		set_err(err, errlen, "pipe: %s", strerror(errno));
+		control_set_err(err, errlen, "pipe: %s", strerror(errno));
 		unlink(path);
 		goto fail;
 	}
 	e = pthread_create(&c->thread, NULL, server_thread, c);
 	if (e) {
-		set_err(err, errlen, "cannot start the control thread: %s", strerror(e));
+		control_set_err(err, errlen, "cannot start the control thread: %s", strerror(e));
 		unlink(path);
 		goto fail;
 	}
@@ -1199,7 +1196,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
 	size_t len = strlen(dir);
 
 	if (len >= sizeof(p)) {
-		set_err(err, errlen, "%s: path too long", dir);
+		control_set_err(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
 	memcpy(p, dir, len + 1);
@@ -1210,7 +1207,7 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
 			continue;
 		*s = '\0';
 		if (mkdir(p, 0700) && errno != EEXIST) {
-			set_err(err, errlen, "cannot create %s: %s", p, strerror(errno));
+			control_set_err(err, errlen, "cannot create %s: %s", p, strerror(errno));
 			return -1;
 		}
 		if (end)
@@ -1227,14 +1224,14 @@ int control_node_socket_path(char *out, size_t len, const char *vm_name, unsigne
 	int n;
 
 	if (control_vm_dir(dir, sizeof(dir), vm_name)) {
-		set_err(err, errlen, "no control socket directory for VM name '%s'",
+		control_set_err(err, errlen, "no control socket directory for VM name '%s'",
 			vm_name ? vm_name : "");
 		return -1;
 	}
 	n = snprintf(out, len, "%s/node%u.qmp", dir, node);
 	if (n < 0 || (size_t)n >= len ||
 	    (size_t)n >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		set_err(err, errlen, "control socket path %s/node%u.qmp is too long", dir, node);
+		control_set_err(err, errlen, "control socket path %s/node%u.qmp is too long", dir, node);
 		return -1;
 	}
 	return make_dirs(dir, err, errlen);

@@ -170,4 +170,8 @@ int control_vm_dir(char *out, size_t len, const char *vm_name);
 int control_node_socket_path(char *out, size_t len, const char *vm_name, unsigned node,
 			     char *err, size_t errlen);
 
+/* Formats an error message into err (may be NULL); shared by server and client. */
+void control_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -35,19 +35,6 @@ struct control_client {
 	int64_t next_id;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static long long now_ms(void)
 {
@@ -92,7 +79,7 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 			if (!blank) {
 				tok = json_tokener_new();
 				if (!tok) {
-					set_err(err, errlen, "out of memory");
+					control_set_err(err, errlen, "out of memory");
 					return -1;
 				}
 				o = json_tokener_parse_ex(tok, c->buf, (int)len);
@@ -105,7 +92,7 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 				continue;
 			if (!o || !json_object_is_type(o, json_type_object)) {
 				json_object_put(o);
-				set_err(err, errlen, "malformed message from the server: %s",
+				control_set_err(err, errlen, "malformed message from the server: %s",
 					o ? "not an object" : json_tokener_error_desc(e));
 				return -1;
 			}
@@ -113,7 +100,7 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 			return 1;
 		}
 		if (c->len > CONTROL_CLIENT_MAX_LINE) {
-			set_err(err, errlen, "message from the server longer than %d bytes",
+			control_set_err(err, errlen, "message from the server longer than %d bytes",
 				CONTROL_CLIENT_MAX_LINE);
 			return -1;
 		}
@@ -125,7 +112,7 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 				cap = CONTROL_CLIENT_MAX_LINE + 4096;
 			p = realloc(c->buf, cap);
 			if (!p) {
-				set_err(err, errlen, "out of memory");
+				control_set_err(err, errlen, "out of memory");
 				return -1;
 			}
 			c->buf = p;
@@ -135,7 +122,7 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			set_err(err, errlen, "poll: %s", strerror(errno));
+			control_set_err(err, errlen, "poll: %s", strerror(errno));
 			return -1;
 		}
 		if (!r)
@@ -144,11 +131,11 @@ static int read_message(struct control_client *c, long long deadline, struct jso
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n < 0) {
-			set_err(err, errlen, "read: %s", strerror(errno));
+			control_set_err(err, errlen, "read: %s", strerror(errno));
 			return -1;
 		}
 		if (!n) {
-			set_err(err, errlen, "the server closed the connection");
+			control_set_err(err, errlen, "the server closed the connection");
 			return -1;
 		}
 		c->len += (size_t)n;
@@ -171,16 +158,16 @@ static int send_all(struct control_client *c, const char *p, size_t len, long lo
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN) {
-			set_err(err, errlen, "write: %s", strerror(errno));
+			control_set_err(err, errlen, "write: %s", strerror(errno));
 			return -1;
 		}
 		r = poll(&pfd, 1, left_ms(deadline));
 		if (r < 0 && errno != EINTR) {
-			set_err(err, errlen, "poll: %s", strerror(errno));
+			control_set_err(err, errlen, "poll: %s", strerror(errno));
 			return -1;
 		}
 		if (!r) {
-			set_err(err, errlen, "timed out sending to the server");
+			control_set_err(err, errlen, "timed out sending to the server");
 			return -1;
 		}
 	}
@@ -212,20 +199,20 @@ int control_client_connect(const char *path, int timeout_ms, struct control_clie
 		timeout_ms = CONTROL_CLIENT_TIMEOUT_MS;
 	deadline = now_ms() + timeout_ms;
 	if (!path || strlen(path) >= sizeof(sa.sun_path)) {
-		set_err(err, errlen, "%s: socket path too long", path ? path : "(null)");
+		control_set_err(err, errlen, "%s: socket path too long", path ? path : "(null)");
 		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		set_err(err, errlen, "out of memory");
+		control_set_err(err, errlen, "out of memory");
 		return -1;
 	}
 	c->timeout_ms = timeout_ms;
 	c->next_id = 1;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		set_err(err, errlen, "socket: %s", strerror(errno));
+		control_set_err(err, errlen, "socket: %s", strerror(errno));
 		goto fail;
 	}
 	/* EAGAIN: the server's backlog is full; it frees up as it accepts. */
@@ -233,7 +220,7 @@ int control_client_connect(const char *path, int timeout_ms, struct control_clie
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN || !left_ms(deadline)) {
-			set_err(err, errlen, "%s: %s", path, strerror(errno));
+			control_set_err(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
 		usleep(10000);
@@ -241,7 +228,7 @@ int control_client_connect(const char *path, int timeout_ms, struct control_clie
 	r = read_message(c, deadline, &c->greeting, err, errlen);
 	if (r <= 0) {
 		if (!r)
-			set_err(err, errlen, "%s: no greeting from the server", path);
+			control_set_err(err, errlen, "%s: no greeting from the server", path);
 		goto fail;
 	}
 	if (!json_object_object_get_ex(c->greeting, "QMP", &qmp) ||
@@ -251,7 +238,7 @@ int control_client_connect(const char *path, int timeout_ms, struct control_clie
 		/* A server that cannot take us says why, as an error. */
 		if (json_object_object_get_ex(c->greeting, "error", NULL))
 			control_reply_return(c->greeting, why, sizeof(why));
-		set_err(err, errlen, "%s: %s", path, why);
+		control_set_err(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
 	if (control_client_execute(c, "qmp_capabilities", NULL, &reply, err, errlen))
@@ -287,14 +274,14 @@ int control_client_execute(struct control_client *c, const char *command,
 	*reply = NULL;
 	if (args && !json_object_is_type(args, json_type_object)) {
 		json_object_put(req);
-		set_err(err, errlen, "%s: arguments must be a JSON object", command);
+		control_set_err(err, errlen, "%s: arguments must be a JSON object", command);
 		return -1;
 	}
 	if (!req || json_object_object_add(req, "execute", json_object_new_string(command)) ||
 	    (args && json_object_object_add(req, "arguments", json_object_get(args))) ||
 	    json_object_object_add(req, "id", json_object_new_int64(id))) {
 		json_object_put(req);
-		set_err(err, errlen, "out of memory");
+		control_set_err(err, errlen, "out of memory");
 		return -1;
 	}
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN |
@@ -302,7 +289,7 @@ int control_client_execute(struct control_client *c, const char *command,
 	line = text ? malloc(strlen(text) + 2) : NULL;
 	if (!line) {
 		json_object_put(req);
-		set_err(err, errlen, "out of memory");
+		control_set_err(err, errlen, "out of memory");
 		return -1;
 	}
 	sprintf(line, "%s\n", text);
@@ -318,7 +305,7 @@ int control_client_execute(struct control_client *c, const char *command,
 		if (r < 0)
 			return -1;
 		if (!r) {
-			set_err(err, errlen, "%s: no reply within %d ms", command, c->timeout_ms);
+			control_set_err(err, errlen, "%s: no reply within %d ms", command, c->timeout_ms);
 			return -1;
 		}
 		if (json_object_object_get_ex(m, "event", NULL)) {
@@ -388,11 +375,11 @@ struct json_object *control_reply_return(struct json_object *reply, char *err, s
 	    json_object_is_type(e, json_type_object)) {
 		json_object_object_get_ex(e, "class", &cls);
 		json_object_object_get_ex(e, "desc", &desc);
-		set_err(err, errlen, "%s: %s", cls ? json_object_get_string(cls) : "Error",
+		control_set_err(err, errlen, "%s: %s", cls ? json_object_get_string(cls) : "Error",
 			desc ? json_object_get_string(desc) : "(no description)");
 		return NULL;
 	}
-	set_err(err, errlen, "reply has neither 'return' nor 'error'");
+	control_set_err(err, errlen, "reply has neither 'return' nor 'error'");
 	return NULL;
 }
 
@@ -910,7 +897,7 @@ static int scan_dir(const char *dir, char ***paths, unsigned *n, char *err, size
 	int ret = 0;
 
 	if (!dp) {
-		set_err(err, errlen, "%s: %s", dir, strerror(errno));
+		control_set_err(err, errlen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
 	while ((d = readdir(dp))) {
@@ -925,7 +912,7 @@ static int scan_dir(const char *dir, char ***paths, unsigned *n, char *err, size
 			if (p)
 				e = p;
 			ret = -1;
-			set_err(err, errlen, "out of memory");
+			control_set_err(err, errlen, "out of memory");
 			break;
 		}
 		e = p;
@@ -934,7 +921,7 @@ static int scan_dir(const char *dir, char ***paths, unsigned *n, char *err, size
 	}
 	closedir(dp);
 	if (!ret && !ne) {
-		set_err(err, errlen, "%s: no node*.qmp sockets", dir);
+		control_set_err(err, errlen, "%s: no node*.qmp sockets", dir);
 		ret = -1;
 	}
 	qsort(e, ne, sizeof(*e), sock_cmp);
@@ -942,7 +929,7 @@ static int scan_dir(const char *dir, char ***paths, unsigned *n, char *err, size
 		if (ret) {
 			free(e[i].path);
 		} else if (push_path(paths, n, e[i].path)) {
-			set_err(err, errlen, "out of memory");
+			control_set_err(err, errlen, "out of memory");
 			ret = -1;
 		}
 	}
@@ -960,22 +947,22 @@ int control_resolve_sockets(const char *arg, char ***paths, unsigned *n, char *e
 			char *p = strdup(arg);
 
 			if (!p || push_path(paths, n, p)) {
-				set_err(err, errlen, "out of memory");
+				control_set_err(err, errlen, "out of memory");
 				return -1;
 			}
 			return 0;
 		}
 		if (S_ISDIR(st.st_mode))
 			return scan_dir(arg, paths, n, err, errlen);
-		set_err(err, errlen, "%s: not a socket or a directory", arg);
+		control_set_err(err, errlen, "%s: not a socket or a directory", arg);
 		return -1;
 	}
 	if (control_vm_dir(dir, sizeof(dir), arg)) {
-		set_err(err, errlen, "%s: no such socket, directory or VM", arg);
+		control_set_err(err, errlen, "%s: no such socket, directory or VM", arg);
 		return -1;
 	}
 	if (stat(dir, &st)) {
-		set_err(err, errlen, "%s: no such socket, and no VM of that name in %s", arg,
+		control_set_err(err, errlen, "%s: no such socket, and no VM of that name in %s", arg,
 			control_run_dir());
 		return -1;
 	}
