@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "mgmt/cluster_xml.h"
+#include "mgmt/xml_size.h"
 
 struct cx {
 	const char *file;
@@ -45,34 +46,6 @@ static bool in_ns(xmlNodePtr n, const char *name)
 	       !strcmp((const char *)n->name, name);
 }
 
-/* Sizes like "256MiB", "1G", "4096" (bytes). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	static const struct { const char *u; uint64_t m; } units[] = {
-		{ "", 1 }, { "b", 1 }, { "k", 1ULL << 10 }, { "kib", 1ULL << 10 },
-		{ "m", 1ULL << 20 }, { "mib", 1ULL << 20 }, { "g", 1ULL << 30 },
-		{ "gib", 1ULL << 30 }, { "t", 1ULL << 40 }, { "tib", 1ULL << 40 },
-	};
-	char *end;
-	unsigned long long v;
-
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (!strcasecmp(end, units[i].u)) {
-			if (v > UINT64_MAX / units[i].m)
-				return -1;
-			*out = v * units[i].m;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* host:port with a port in 1..65535; [v6]:port is accepted too. */
 static bool address_ok(const char *a)
 {
@@ -92,7 +65,7 @@ static int size_attr(struct cx *c, xmlNodePtr n, const char *name, uint64_t *out
 	int rc = 0;
 
 	*out = 0;
-	if (v && parse_size((const char *)v, out))
+	if (v && xml_parse_size((const char *)v, out))
 		rc = cx_fail(c, n, "%s='%s' is not a size (e.g. 256MiB)", name, (const char *)v);
 	xmlFree(v);
 	return rc;

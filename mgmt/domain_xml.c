@@ -13,6 +13,7 @@
  */
 #include "vmm/vm_config.h"
 #include "mgmt/cluster_xml.h"
+#include "mgmt/volume_xml.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -511,7 +512,8 @@ static int parse_cluster_metadata(struct parser *p, xmlNodePtr n)
 {
 	char err[VM_CONFIG_ERR_LEN];
 
-	if (!cluster_xml_parse(n, p->name, p->base_dir, &p->cfg->cluster, err, sizeof(err)))
+	if (!cluster_xml_parse(n, p->name, p->base_dir, &p->cfg->cluster, err, sizeof(err)) &&
+	    !volume_xml_parse(n, p->name, p->base_dir, p->cfg, err, sizeof(err)))
 		return 0;
 	p->failed = true;
 	snprintf(p->err, VM_CONFIG_ERR_LEN, "%s", err);
@@ -900,12 +902,36 @@ static int parse_disk_driver(struct parser *p, xmlNodePtr n)
 	return rc;
 }
 
+/* <source pool='grappe' volume='NAME'/>: a <grappe:volume> of <metadata>. */
+static int parse_volume_source(struct parser *p, xmlNodePtr n)
+{
+	struct vm_disk *d = cur_disk(p);
+	char *pool = NULL, *vol = NULL;
+	int rc = attr_of(p, n, "pool", &pool);
+
+	if (!rc)
+		rc = attr_of(p, n, "volume", &vol);
+	if (!rc && (!pool || strcmp(pool, "grappe")))
+		rc = fail(p, n, "<disk type='volume'> needs <source pool='grappe' volume='...'/>, "
+			  "got pool '" QUOTE "'", pool ? pool : "");
+	if (!rc && (!vol || !*vol || strlen(vol) > VM_VOLUME_NAME_MAX))
+		rc = fail(p, n, "<disk type='volume'> needs <source volume='NAME'/> naming a "
+			  "<grappe:volume>");
+	if (!rc)
+		snprintf(d->volume, sizeof(d->volume), "%s", vol);
+	free(pool);
+	free(vol);
+	return rc;
+}
+
 static int parse_disk_source(struct parser *p, xmlNodePtr n)
 {
 	struct vm_disk *d = cur_disk(p);
 	const char *attr = d->type == VM_DISK_BLOCK ? "dev" : "file";
 	char *path;
 
+	if (d->type == VM_DISK_VOLUME)
+		return parse_volume_source(p, n);
 	if (attr_of(p, n, attr, &path))
 		return -1;
 	if (!path || !*path) {
@@ -980,8 +1006,11 @@ static int disk_kind(struct parser *p, xmlNodePtr n, struct vm_disk *d)
 		rc = attr_of(p, n, "device", &device);
 	if (!rc && type && !strcmp(type, "block"))
 		d->type = VM_DISK_BLOCK;
+	else if (!rc && type && !strcmp(type, "volume"))
+		d->type = VM_DISK_VOLUME;
 	else if (!rc && type && strcmp(type, "file"))
-		rc = fail(p, n, "<disk> type '" QUOTE "' is not supported (use file or block)",
+		rc = fail(p, n, "<disk> type '" QUOTE "' is not supported (use file, block "
+			  "or volume)",
 			  type);
 	if (!rc && device && strcmp(device, "disk"))
 		rc = fail(p, n, "<disk> device '" QUOTE "' is not supported: only "
@@ -1018,7 +1047,9 @@ static int parse_disk(struct parser *p, xmlNodePtr n)
 	p->disk = d;
 	if (disk_kind(p, n, d) || walk(p, n, h, ARRAY_SIZE(h)))
 		return -1;
-	if (!d->path)
+	if (d->type == VM_DISK_VOLUME && !d->volume[0])
+		return fail(p, n, "<disk type='volume'> has no <source pool='grappe' volume='...'/>");
+	if (d->type != VM_DISK_VOLUME && !d->path)
 		return fail(p, n, "<disk> has no <source %s='...'/>",
 			    d->type == VM_DISK_BLOCK ? "dev" : "file");
 	if (!d->target[0])
@@ -1277,6 +1308,10 @@ static int finish(struct parser *p)
 	for (unsigned i = 0; i < cfg->nr_disks; i++)	/* [issue #4: disks] */
 		if (resolve(p, &cfg->disks[i].path))
 			return -1;
+	if (vm_volumes_check(cfg, p->err)) {
+		p->failed = true;
+		return -1;
+	}
 	return 0;
 }
 
@@ -1553,6 +1588,7 @@ void vm_config_free(struct vm_config *cfg)
 	for (unsigned i = 0; i < cfg->nr_disks; i++)	/* [issue #4: disks] */
 		free(cfg->disks[i].path);
 	cluster_xml_free(&cfg->cluster);
+	volume_xml_free(cfg);
 	free(cfg);
 }
 

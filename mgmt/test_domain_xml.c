@@ -1262,7 +1262,7 @@ static void test_disk_errors(void **state)
 	must_fail(DISK("<disk><source file='a'/><target/></disk>"),
 		  "<target> dev must be a short name");
 	must_fail(DISK("<disk type='network'><source file='a'/><target dev='vda'/></disk>"),
-		  "<disk> type 'network' is not supported (use file or block)");
+		  "<disk> type 'network' is not supported (use file, block or volume)");
 	must_fail(DISK("<disk device='cdrom'><source file='a'/><target dev='hdc'/></disk>"),
 		  "device 'cdrom' is not supported");
 	must_fail(DISK("<disk><driver type='qcow2'/><source file='a'/><target dev='vda'/></disk>"),

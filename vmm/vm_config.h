@@ -74,6 +74,7 @@ struct vm_cluster {
 enum vm_disk_type {
 	VM_DISK_FILE = 0,        /* <disk type='file'><source file=...> */
 	VM_DISK_BLOCK,           /* <disk type='block'><source dev=...> */
+	VM_DISK_VOLUME,          /* <disk type='volume'><source pool='grappe' volume=...> */
 };
 
 enum vm_disk_cache {         /* <driver cache=...> */
@@ -87,13 +88,38 @@ enum vm_disk_cache {         /* <driver cache=...> */
 
 struct vm_disk {
 	enum vm_disk_type type;
-	char *path;              /* absolute when loaded from a file */
+	char *path;              /* absolute when loaded from a file; NULL for a volume */
+	char volume[32];         /* VM_DISK_VOLUME: the <grappe:volume> name */
 	char target[16];         /* <target dev=>, e.g. "vda" */
 	char serial[VM_DISK_SERIAL_MAX + 1]; /* "" when absent */
 	enum vm_disk_cache cache;
 	bool readonly;           /* <readonly/> */
 	bool discard;            /* <driver discard='unmap'> (default) rather than 'ignore' */
 	long line;               /* of <disk>, for messages */
+};
+
+/*
+ * <grappe:volume> in <metadata>: a replicated volume cut in chunks over one
+ * store per host (docs/volume.md). A <disk type='volume'> names it.
+ */
+#define VM_MAX_VOLUMES 4
+#define VM_MAX_STORES 8
+#define VM_VOLUME_NAME_MAX 31
+
+struct vm_volume_store {
+	unsigned node;           /* cluster node that holds it (0 without a cluster) */
+	char *path;              /* file or block device on that node, absolute */
+	long line;
+};
+
+struct vm_volume {
+	char name[VM_VOLUME_NAME_MAX + 1];
+	uint64_t size;           /* bytes the guest sees */
+	uint64_t chunk;          /* bytes per chunk, a power of two */
+	unsigned replicas;       /* copies of each chunk */
+	unsigned nr_stores;      /* store index = order of <grappe:store> */
+	struct vm_volume_store stores[VM_MAX_STORES];
+	long line;
 };
 
 struct vm_config {
@@ -115,6 +141,8 @@ struct vm_config {
 	struct vm_cluster cluster;
 	unsigned nr_disks;       /* [issue #4: disks] in XML order = PCI slot order */
 	struct vm_disk disks[VM_MAX_DISKS];
+	unsigned nr_volumes;
+	struct vm_volume volumes[VM_MAX_VOLUMES];
 };
 
 /* Maximum length of an error message from the loader. */
@@ -148,6 +176,9 @@ void vm_config_free(struct vm_config *cfg);
 int vm_cluster_check(const struct vm_config *cfg, char err[VM_CONFIG_ERR_LEN]);
 /* The node that runs a cell (0 without a cluster description). */
 unsigned vm_cluster_node_of_cell(const struct vm_config *cfg, unsigned cell);
+/* Volumes: store nodes exist, every volume disk names a volume, once. */
+int vm_volumes_check(const struct vm_config *cfg, char err[VM_CONFIG_ERR_LEN]);
+const struct vm_volume *vm_config_volume(const struct vm_config *cfg, const char *name);
 
 /* The cell a vCPU belongs to (0 when there are no cells). */
 unsigned vm_config_vcpu_cell(const struct vm_config *cfg, unsigned vcpu);
