@@ -21,6 +21,11 @@
 #   grappe.test=disk-ro  [disks] /dev/vda is read-only: reads work, writes are refused
 #   grappe.diskserial=S  [disks] the serial /dev/vda must report
 #   grappe.diskseed=N    [disks] seed of the blkcheck patterns (default 4242)
+#   grappe.diskrounds=N  [disks] rounds of blkcheck random (its default if absent)
+#   grappe.test=fio      [disks] fio on /dev/vda (initramfs-fio.gz): sequential 1 MiB
+#                        and random 4 KiB reads and writes, O_DIRECT, one line each:
+#                        "GRAPPE-GUEST: fio JOB kib_s=N iops=N"; "fio PASS" / "fio FAIL why"
+#   grappe.fiosecs=N     [disks] seconds per fio job (default 10)
 # Then the guest powers off ("poweroff -f": ACPI S5; with -no-reboot QEMU exits).
 # An ACPI power-button press (QMP system_powerdown) powers it off at any time.
 echo "GRAPPE-GUEST: init"
@@ -149,8 +154,10 @@ disk_test() {
     echo 3 >/proc/sys/vm/drop_caches
     blkcheck stamp /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp"; return 1; }
     disk_check || return 1
+    echo "GRAPPE-GUEST: disk random I/O"
+    # shellcheck disable=SC2046  # no rounds argument when the parameter is absent
     blkcheck random /dev/vda $((DISK_FS_MIB + DISK_STAMP_MIB)) $DISK_SCRATCH_MIB "$(disk_seed)" \
-        || { disk_fail "random I/O"; return 1; }
+        $(param grappe.diskrounds) || { disk_fail "random I/O"; return 1; }
     echo "GRAPPE-GUEST: disk PASS"
 }
 
@@ -166,6 +173,26 @@ disk_ro() {
     disk_check ro || return 1
     blkcheck rofail /dev/vda || { disk_fail "a write was accepted"; return 1; }
     echo "GRAPPE-GUEST: disk-ro PASS"
+}
+# fio with Debian's binary (ci/build-guest puts it and its libraries in
+# initramfs-fio.gz). Field numbers are those of fio's terse format v3: 7/8
+# read KiB/s and IOPS, 48/49 write KiB/s and IOPS.
+fio_test() {
+    disk_wait || return 1
+    command -v fio >/dev/null || { disk_fail "no fio in this initramfs (initramfs-fio.gz)"; return 1; }
+    secs=$(param grappe.fiosecs)
+    for job in seqread:read:1M seqwrite:write:1M randread:randread:4k randwrite:randwrite:4k; do
+        name=${job%%:*}; rest=${job#*:}; rw=${rest%%:*}; bs=${rest#*:}
+        out=$(fio --name="$name" --filename=/dev/vda --direct=1 --ioengine=libaio \
+            --iodepth=16 --rw="$rw" --bs="$bs" --size=256M --time_based \
+            --runtime="${secs:-10}" --ramp_time=1 --output-format=terse --terse-version=3 2>&1) \
+            || { echo "$out"; disk_fail "fio $name"; return 1; }
+        case $rw in
+            *read) echo "$out" | awk -F';' -v n="$name" '{ print "GRAPPE-GUEST: fio " n " kib_s=" $7 " iops=" $8 }' ;;
+            *) echo "$out" | awk -F';' -v n="$name" '{ print "GRAPPE-GUEST: fio " n " kib_s=" $48 " iops=" $49 }' ;;
+        esac
+    done
+    echo "GRAPPE-GUEST: fio PASS"
 }
 # ---- end of [disks] ----
 
@@ -209,6 +236,7 @@ case "$test" in
     disk) disk_test ;;          # [disks]
     disk-verify) disk_verify ;; # [disks]
     disk-ro) disk_ro ;;         # [disks]
+    fio) fio_test ;;            # [disks]
     shell)
         echo "GRAPPE-GUEST: shell (exit to power off)"
         setsid cttyhack sh -l
