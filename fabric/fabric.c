@@ -428,7 +428,8 @@ int fabric_send(struct fabric *f, unsigned dst, uint16_t type, uint64_t req_id,
 
 /* ---- peers up and down --------------------------------------------------- */
 
-static void peer_down(struct fabric *f, struct peer *p, const char *why)
+static void peer_down(struct fabric *f, struct peer *p, enum fabric_down_reason reason,
+		      const char *why)
 {
 	int fd;
 
@@ -458,7 +459,7 @@ static void peer_down(struct fabric *f, struct peer *p, const char *why)
 	p->rx_len = 0;
 	fabric_log(f, "node %u (%s) is down: %s", p->id, p->remote, why);
 	if (f->ops.on_peer_down)
-		f->ops.on_peer_down(f->ops.ctx, p->id, why);
+		f->ops.on_peer_down(f->ops.ctx, p->id, reason, why);
 }
 
 /* A protocol violation: log what was refused, then cut the peer off. */
@@ -469,7 +470,7 @@ static void peer_refuse(struct fabric *f, struct peer *p, const char *what)
 	snprintf(why, sizeof(why), "protocol violation: %s", what);
 	fabric_log(f, "refused a frame from node %u (%s): %s; closing the connection",
 		   p->id, p->remote, what);
-	peer_down(f, p, why);
+	peer_down(f, p, FABRIC_PEER_REFUSED, why);
 }
 
 static void peer_dispatch(struct fabric *f, struct peer *p, const struct frame_hdr *h,
@@ -489,7 +490,7 @@ static void peer_dispatch(struct fabric *f, struct peer *p, const struct frame_h
 		for (size_t k = 0; k < h->len && i + 1 < sizeof(why); k++)
 			why[i++] = payload[k] >= 0x20 && payload[k] < 0x7f ? (char)payload[k] : '?';
 		why[i] = '\0';
-		peer_down(f, p, why);
+		peer_down(f, p, FABRIC_PEER_LEFT, why);
 		return;
 	default:
 		if (f->ops.on_frame)
@@ -550,7 +551,7 @@ static bool peer_readable(struct fabric *f, struct peer *p)
 	else
 		snprintf(why, sizeof(why), "connection error: %s", strerror(errno));
 	pthread_mutex_unlock(&p->tx_lock);
-	peer_down(f, p, why);
+	peer_down(f, p, FABRIC_PEER_LOST, why);
 	return false;
 }
 
@@ -929,7 +930,7 @@ static void peer_timers(struct fabric *f, struct peer *p, uint64_t now, uint64_t
 			return;
 		}
 		snprintf(why, sizeof(why), "no traffic for %" PRIu64 " ms", now - p->last_rx_ms);
-		peer_down(f, p, why);
+		peer_down(f, p, FABRIC_PEER_LOST, why);
 		return;
 	}
 	*next = min64(*next, p->last_rx_ms + f->dead_ms);

@@ -62,6 +62,13 @@ struct fabric_config {
 	bool no_addr_check;
 };
 
+/* Why a peer is gone. */
+enum fabric_down_reason {
+	FABRIC_PEER_LEFT,	/* it said goodbye (fabric_destroy on its side) */
+	FABRIC_PEER_LOST,	/* connection closed or failed, or silent too long */
+	FABRIC_PEER_REFUSED,	/* it broke the protocol: we cut it off */
+};
+
 struct fabric_ops {
 	/*
 	 * A message from node src. Called on the receive thread; payload is
@@ -71,8 +78,12 @@ struct fabric_ops {
 	 */
 	void (*on_frame)(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 			 const void *payload, size_t len);
-	/* Node peer is gone (once per peer, on the receive thread). */
-	void (*on_peer_down)(void *ctx, unsigned peer, const char *why);
+	/*
+	 * Node peer is gone (once per peer, on the receive thread): why says
+	 * it in words for people, reason in a form to act on.
+	 */
+	void (*on_peer_down)(void *ctx, unsigned peer, enum fabric_down_reason reason,
+			     const char *why);
 	/* One log line, without newline. NULL: stderr. */
 	void (*on_log)(void *ctx, const char *msg);
 	void *ctx;

@@ -52,6 +52,7 @@ struct node {
 	atomic_int down[MAXN];
 	atomic_uint nr_down;
 	char down_why[MAXN][256];
+	enum fabric_down_reason down_reason[MAXN];
 	uint64_t down_at[MAXN];
 	/* log lines */
 	pthread_mutex_t log_lock;
@@ -145,9 +146,12 @@ static void on_frame(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 	n->rx[src]++;
 }
 
-static void on_peer_down(void *ctx, unsigned peer, const char *why)
+static void on_peer_down(void *ctx, unsigned peer, enum fabric_down_reason reason,
+			 const char *why)
 {
 	struct node *n = ctx;
+
+	n->down_reason[peer] = reason;
 
 	snprintf(n->down_why[peer], sizeof(n->down_why[peer]), "%s", why);
 	n->down_at[peer] = now_ms();
@@ -467,6 +471,7 @@ static void test_destroy_one(void **state)
 		assert_true(WAIT_FOR(nodes[i].down[2] == 1, 3000));
 		assert_true(nodes[i].down_at[2] - t0 < 3000);
 		assert_non_null(strstr(nodes[i].down_why[2], "node left: closed by its owner"));
+		assert_int_equal(nodes[i].down_reason[2], FABRIC_PEER_LEFT);
 		assert_int_equal(fabric_send(nodes[i].f, 2, T_DATA, 0, "x", 1), -EPIPE);
 		assert_false(fabric_peer_up(nodes[i].f, 2));
 	}
@@ -700,6 +705,7 @@ static void test_garbage_after_auth(void **state)
 		assert_int_equal(nodes[0].rx[1], 1);
 		assert_non_null(strstr(nodes[0].down_why[1], "protocol violation"));
 		assert_non_null(strstr(nodes[0].down_why[1], cases[k][1]));
+		assert_int_equal(nodes[0].down_reason[1], FABRIC_PEER_REFUSED);
 		assert_true(log_has(&nodes[0], "refused a frame from node 1 (127.0.0.1:"));
 		assert_int_equal(nodes[0].errors, 0);
 		assert_true(closed_by_peer(fd));
@@ -742,6 +748,7 @@ static void test_silent_peer(void **state)
 	assert_true(beats >= 3);
 	assert_true(WAIT_FOR(nodes[0].down[1] == 1, 2000));
 	assert_non_null(strstr(nodes[0].down_why[1], "no traffic for"));
+	assert_int_equal(nodes[0].down_reason[1], FABRIC_PEER_LOST);
 	assert_true(nodes[0].down_at[1] - t0 >= 500);
 	assert_true(nodes[0].down_at[1] - t0 < 1500);
 	close(fd);
@@ -762,6 +769,7 @@ static void test_peer_crash(void **state)
 	assert_true(WAIT_FOR(nodes[0].down[1] == 1, 3000));
 	assert_true(nodes[0].down_at[1] - t0 < 500);
 	assert_non_null(strstr(nodes[0].down_why[1], "connection closed by the peer"));
+	assert_int_equal(nodes[0].down_reason[1], FABRIC_PEER_LOST);
 	fabric_destroy(nodes[0].f);
 }
 

@@ -106,11 +106,12 @@ static void grace_expired(void *opaque, uint64_t now)
 	machine_peer_down(c->m, c->left_peer, c->left_why);
 }
 
-static void on_peer_down(void *ctx, unsigned peer, const char *why)
+static void on_peer_down(void *ctx, unsigned peer, enum fabric_down_reason reason,
+			 const char *why)
 {
 	struct cluster *c = ctx;
 
-	if (strstr(why, "node left") && !machine_stopping(c->m)) {
+	if (reason == FABRIC_PEER_LEFT && !machine_stopping(c->m)) {
 		pthread_mutex_lock(&c->lock);
 		c->left_peer = peer;
 		snprintf(c->left_why, sizeof(c->left_why), "%s", why);
