@@ -22,7 +22,8 @@
 #   grappe.diskserial=S  [disks] the serial /dev/vda must report
 #   grappe.diskseed=N    [disks] seed of the blkcheck patterns (default 4242)
 #   grappe.diskrounds=N  [disks] rounds of blkcheck random (its default if absent)
-#   grappe.test=fio      [disks] fio on /dev/vda (initramfs-fio.gz): sequential 1 MiB
+#   grappe.test=fio      [disks] fio on /dev/vda (fio itself on /dev/vdb, fio-tools.img
+#                        from ci/build-guest, run in a chroot there): sequential 1 MiB
 #                        and random 4 KiB reads and writes, O_DIRECT, one line each:
 #                        "GRAPPE-GUEST: fio JOB kib_s=N iops=N"; "fio PASS" / "fio FAIL why"
 #   grappe.fiosecs=N     [disks] seconds per fio job (default 10)
@@ -174,16 +175,21 @@ disk_ro() {
     blkcheck rofail /dev/vda || { disk_fail "a write was accepted"; return 1; }
     echo "GRAPPE-GUEST: disk-ro PASS"
 }
-# fio with Debian's binary (ci/build-guest puts it and its libraries in
-# initramfs-fio.gz). Field numbers are those of fio's terse format v3: 7/8
-# read KiB/s and IOPS, 48/49 write KiB/s and IOPS.
+# fio with Debian's binary and its libraries, from the read-only tools disk
+# /dev/vdb (fio-tools.img, see ci/build-guest), in a chroot there. Field
+# numbers are those of fio's terse format v3: 7/8 read KiB/s and IOPS, 48/49
+# write KiB/s and IOPS.
 fio_test() {
     disk_wait || return 1
-    command -v fio >/dev/null || { disk_fail "no fio in this initramfs (initramfs-fio.gz)"; return 1; }
+    T=/opt/tools
+    mkdir -p $T
+    mount -t ext4 -o ro /dev/vdb $T 2>/dev/null || { disk_fail "no tools disk (/dev/vdb = fio-tools.img)"; return 1; }
+    mount -t devtmpfs devtmpfs $T/dev && mount -t proc proc $T/proc && mount -t sysfs sysfs $T/sys &&
+        mount -t tmpfs tmpfs $T/tmp || { disk_fail "mounts in the tools chroot"; return 1; }
     secs=$(param grappe.fiosecs)
     for job in seqread:read:1M seqwrite:write:1M randread:randread:4k randwrite:randwrite:4k; do
         name=${job%%:*}; rest=${job#*:}; rw=${rest%%:*}; bs=${rest#*:}
-        out=$(fio --name="$name" --filename=/dev/vda --direct=1 --ioengine=libaio \
+        out=$(chroot $T /usr/bin/fio --name="$name" --filename=/dev/vda --direct=1 --ioengine=libaio \
             --iodepth=16 --rw="$rw" --bs="$bs" --size=256M --time_based \
             --runtime="${secs:-10}" --ramp_time=1 --output-format=terse --terse-version=3 2>&1) \
             || { echo "$out"; disk_fail "fio $name"; return 1; }

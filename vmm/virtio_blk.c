@@ -303,6 +303,12 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	p.mem = o->mem;
 	p.log = o->log;
 	p.log_ctx = o->log_ctx;
+	/*
+	 * Requests in flight per queue: the store blocks in pread/pwrite (or
+	 * waits on a remote replica), so the queue depth the guest asks for is
+	 * only seen by the disk if that many workers are waiting at once.
+	 */
+	p.queue_threads = VIRTIO_BLK_QUEUE_THREADS;
 	if (virtio_pci_init(&b->vp, &p, err, errlen)) {
 		blockdev_close(b->bd);
 		free(b);

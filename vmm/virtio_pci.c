@@ -114,37 +114,65 @@ static void kick(struct virtio_pci_queue *q)
 	pthread_mutex_unlock(&q->kick_lock);
 }
 
-/* Drains the ring: run_lock held. */
-static void service(struct virtio_pci *vp, struct virtio_pci_queue *q)
+static bool queue_live(struct virtio_pci *vp, struct virtio_pci_queue *q)
 {
-	struct virtq *vq = &q->vq;
+	return q->vq.ready && !q->vq.broken && (get_status(vp) & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(get_status(vp) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/*
+ * One request popped under run_lock, processed without it (so siblings can
+ * pop and process others meanwhile), returned under it again. Returns
+ * false when the device failed. busy covers the window without the lock:
+ * a reset waits for it to drop to 0, so no chain is returned to a ring that
+ * was reset under it.
+ */
+static bool serve_one(struct virtio_pci *vp, struct virtio_pci_worker *w)
+{
+	struct virtio_pci_queue *q = w->q;
+	long written;
+
+	q->busy++;
+	if (q->nr_workers > 1)
+		kick(q);	/* more may be waiting: a sibling looks */
+	pthread_mutex_unlock(&q->run_lock);
+	written = vp->p.ops->process(vp->p.opaque, q->index, w->chain);
+	pthread_mutex_lock(&q->run_lock);
+	if (written >= 0 && queue_live(vp, q)) {
+		__atomic_fetch_add(&q->requests, 1, __ATOMIC_RELAXED);
+		virtq_push(&q->vq, w->chain->head, (uint32_t)written);
+		if (virtq_should_notify(&q->vq))
+			virtio_pci_queue_irq(vp, q->index);
+	}
+	if (--q->busy == 0)
+		pthread_cond_broadcast(&q->idle_cond);
+	return written >= 0;	/* < 0: the device called virtio_pci_fail() */
+}
+
+/* Drains the ring: run_lock held. */
+static void service(struct virtio_pci *vp, struct virtio_pci_worker *w)
+{
+	struct virtio_pci_queue *q = w->q;
 	int rc;
 
-	if (!vq->ready || vq->broken || !(get_status(vp) & VIRTIO_STATUS_DRIVER_OK) ||
-	    (get_status(vp) & VIRTIO_STATUS_NEEDS_RESET))
-		return;
 	do {
-		virtq_disable_notify(vq);
-		while ((rc = virtq_pop(vq, q->chain)) > 0) {
-			long written = vp->p.ops->process(vp->p.opaque, q->index, q->chain);
-
-			if (written < 0)
-				return;	/* the device called virtio_pci_fail() */
-			__atomic_fetch_add(&q->requests, 1, __ATOMIC_RELAXED);
-			virtq_push(vq, q->chain->head, (uint32_t)written);
-			if (virtq_should_notify(vq))
-				virtio_pci_queue_irq(vp, q->index);
-		}
+		if (!queue_live(vp, q))
+			return;
+		virtq_disable_notify(&q->vq);
+		while ((rc = virtq_pop(&q->vq, w->chain)) > 0)
+			if (!serve_one(vp, w) || !queue_live(vp, q))
+				return;
 		if (rc < 0) {
-			virtio_pci_fail(vp, "queue %u: %s", q->index, vq->why);
+			virtio_pci_fail(vp, "queue %u: %s", q->index, q->vq.why);
 			return;
 		}
-	} while (virtq_enable_notify(vq));
+	} while (virtq_enable_notify(&q->vq));
 }
 
 static void *worker(void *arg)
 {
-	struct virtio_pci_queue *q = arg;
+	struct virtio_pci_worker *w = arg;
+	struct virtio_pci_queue *q = w->q;
 
 	pthread_mutex_lock(&q->kick_lock);
 	for (;;) {
@@ -155,7 +183,7 @@ static void *worker(void *arg)
 		q->kicked = false;
 		pthread_mutex_unlock(&q->kick_lock);
 		pthread_mutex_lock(&q->run_lock);
-		service(q->vp, q);
+		service(q->vp, w);
 		pthread_mutex_unlock(&q->run_lock);
 		pthread_mutex_lock(&q->kick_lock);
 	}
@@ -163,13 +191,22 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* run_lock held: waits until no worker holds a popped chain. */
+static void wait_idle(struct virtio_pci_queue *q)
+{
+	while (q->busy)
+		pthread_cond_wait(&q->idle_cond, &q->run_lock);
+}
+
 /* ---- registers ---- */
 
 static void reset_device(struct virtio_pci *vp)
 {
 	/* Workers finish what they are doing; then the device forgets everything. */
-	for (unsigned i = 0; i < vp->p.nr_queues; i++)
+	for (unsigned i = 0; i < vp->p.nr_queues; i++) {
 		pthread_mutex_lock(&vp->queues[i].run_lock);
+		wait_idle(&vp->queues[i]);
+	}
 	if (vp->p.ops->reset)
 		vp->p.ops->reset(vp->p.opaque);
 	for (unsigned i = 0; i < vp->p.nr_queues; i++) {
@@ -558,15 +595,40 @@ static void stop_workers(struct virtio_pci *vp)
 	for (unsigned i = 0; vp->queues && i < vp->p.nr_queues; i++) {
 		struct virtio_pci_queue *q = &vp->queues[i];
 
-		if (!q->thread_started)
-			continue;
 		pthread_mutex_lock(&q->kick_lock);
 		q->stop = true;
-		pthread_cond_signal(&q->kick_cond);
+		pthread_cond_broadcast(&q->kick_cond);
 		pthread_mutex_unlock(&q->kick_lock);
-		pthread_join(q->thread, NULL);
-		q->thread_started = false;
+		for (unsigned t = 0; t < q->nr_workers; t++)
+			pthread_join(q->workers[t].thread, NULL);
+		q->nr_workers = 0;
 	}
+}
+
+static int start_workers(struct virtio_pci *vp, struct virtio_pci_queue *q, unsigned n,
+			 char *err, size_t errlen)
+{
+	for (unsigned t = 0; t < n; t++) {
+		struct virtio_pci_worker *w = &q->workers[t];
+		int rc;
+
+		w->q = q;
+		w->chain = malloc(sizeof(*w->chain));
+		if (!w->chain) {
+			snprintf(err, errlen, "%s: out of memory", vp->p.name);
+			return -1;
+		}
+		rc = pthread_create(&w->thread, NULL, worker, w);
+		if (rc) {
+			free(w->chain);
+			w->chain = NULL;
+			snprintf(err, errlen, "%s: cannot start queue %u's worker: %s", vp->p.name,
+				 q->index, strerror(rc));
+			return -1;
+		}
+		q->nr_workers++;
+	}
+	return 0;
 }
 
 int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
@@ -619,24 +681,16 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		pthread_mutex_init(&q->run_lock, NULL);
 		pthread_mutex_init(&q->kick_lock, NULL);
 		pthread_cond_init(&q->kick_cond, NULL);
-		q->chain = malloc(sizeof(*q->chain));
-		if (!q->chain) {
-			snprintf(err, errlen, "%s: out of memory", p->name);
-			virtio_pci_destroy(vp);
-			return -1;
-		}
+		pthread_cond_init(&q->idle_cond, NULL);
 	}
 	for (unsigned i = 0; i < p->nr_queues; i++) {
-		struct virtio_pci_queue *q = &vp->queues[i];
+		unsigned n = p->queue_threads ? p->queue_threads : 1;
 
-		rc = pthread_create(&q->thread, NULL, worker, q);
-		if (rc) {
-			snprintf(err, errlen, "%s: cannot start queue worker %u: %s", p->name, i,
-				 strerror(rc));
+		if (start_workers(vp, &vp->queues[i], n < VIRTIO_PCI_MAX_QUEUE_THREADS ? n :
+				  VIRTIO_PCI_MAX_QUEUE_THREADS, err, errlen)) {
 			virtio_pci_destroy(vp);
 			return -1;
 		}
-		q->thread_started = true;
 	}
 	return 0;
 }
@@ -655,7 +709,9 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	for (unsigned i = 0; vp->queues && i < vp->p.nr_queues; i++) {
 		struct virtio_pci_queue *q = &vp->queues[i];
 
-		free(q->chain);
+		for (unsigned t = 0; t < VIRTIO_PCI_MAX_QUEUE_THREADS; t++)
+			free(q->workers[t].chain);
+		pthread_cond_destroy(&q->idle_cond);
 		pthread_cond_destroy(&q->kick_cond);
 		pthread_mutex_destroy(&q->kick_lock);
 		pthread_mutex_destroy(&q->run_lock);

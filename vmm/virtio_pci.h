@@ -17,12 +17,15 @@
  * configuration structures in one 64-bit memory BAR (BAR 4), MSI-X in
  * BAR 1, and the PCI-configuration-access capability. No legacy I/O BAR.
  *
- * The transport also serves the queues: one worker thread per queue waits
- * for the driver's kick, pops chains, hands each to the device model's
- * process() and returns it on the used ring, then interrupts the driver
- * (MSI-X vector of the queue, else INTx + ISR). So a vCPU that kicks a
- * queue returns to the guest at once; the device's work (disk I/O) happens
- * on the worker.
+ * The transport also serves the queues: worker threads per queue (params'
+ * queue_threads, 1 by default) wait for the driver's kick, pop chains, hand
+ * each to the device model's process() and return it on the used ring,
+ * then interrupt the driver (MSI-X vector of the queue, else INTx + ISR).
+ * So a vCPU that kicks a queue returns to the guest at once; the device's
+ * work (disk I/O) happens on the workers. With several workers a queue has
+ * that many requests in flight, completed in any order (as virtio allows):
+ * a disk then sees the queue depth the guest asked for, not one request at
+ * a time.
  *
  * A queue the guest breaks (see virtqueue.h), or a request the device
  * cannot make sense of, sets DEVICE_NEEDS_RESET and raises a configuration
@@ -112,7 +115,10 @@ struct virtio_pci_params {
 	const struct guest_mem *mem;
 	void (*log)(void *ctx, const char *msg);   /* may be NULL */
 	void *log_ctx;
+	unsigned queue_threads;      /* workers per queue, 0 = 1, at most the max below */
 };
+
+#define VIRTIO_PCI_MAX_QUEUE_THREADS 16
 
 struct virtio_pci;
 
@@ -132,9 +138,15 @@ struct virtio_pci_queue {
 	pthread_cond_t kick_cond;
 	bool kicked;
 	bool stop;
-	pthread_t thread;
-	bool thread_started;
-	struct virtq_chain *chain;   /* the worker's scratch */
+	/* Workers; busy counts those processing a chain outside run_lock. */
+	struct virtio_pci_worker {
+		struct virtio_pci_queue *q;
+		pthread_t thread;
+		struct virtq_chain *chain;   /* its scratch */
+	} workers[VIRTIO_PCI_MAX_QUEUE_THREADS];
+	unsigned nr_workers;         /* started */
+	unsigned busy;               /* under run_lock */
+	pthread_cond_t idle_cond;    /* busy dropped to 0 (with run_lock) */
 	uint64_t kicks;              /* statistics (survive device resets) */
 	uint64_t requests;
 };
