@@ -25,7 +25,7 @@
 #define VIRTIO_ID_BLOCK          2
 #define VIRTIO_BLK_MAX_QUEUES    16
 #define VIRTIO_BLK_QUEUE_SIZE    256
-#define VIRTIO_BLK_QUEUE_THREADS 8     /* requests in flight per queue */
+#define VIRTIO_BLK_QUEUE_THREADS 4     /* requests in flight per queue */
 #define VIRTIO_BLK_ID_BYTES      20
 #define VIRTIO_BLK_CONFIG_SIZE   60
 

@@ -133,8 +133,13 @@ static bool serve_one(struct virtio_pci *vp, struct virtio_pci_worker *w)
 	long written;
 
 	q->busy++;
-	if (q->nr_workers > 1)
-		kick(q);	/* more may be waiting: a sibling looks */
+	/*
+	 * More waiting and a worker free to take it: wake one. Waking on every
+	 * pop instead costs a context switch per request for nothing when the
+	 * ring holds one (and on a host short of cores that shows).
+	 */
+	if (q->busy < q->nr_workers && virtq_has_avail(&q->vq))
+		kick(q);
 	pthread_mutex_unlock(&q->run_lock);
 	written = vp->p.ops->process(vp->p.opaque, q->index, w->chain);
 	pthread_mutex_lock(&q->run_lock);

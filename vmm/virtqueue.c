@@ -190,6 +190,13 @@ static int walk(struct virtq *vq, struct virtq_chain *c, uint16_t head)
 	}
 }
 
+bool virtq_has_avail(const struct virtq *vq)
+{
+	return vq->ready && !vq->broken &&
+	       __atomic_load_n((const uint16_t *)(vq->avail + 2), __ATOMIC_ACQUIRE) !=
+	       vq->last_avail;
+}
+
 int virtq_pop(struct virtq *vq, struct virtq_chain *c)
 {
 	uint16_t avail_idx, head;

@@ -84,6 +84,8 @@ int virtq_enable(struct virtq *vq, const struct guest_mem *mem, uint16_t size,
 		 uint64_t desc_gpa, uint64_t avail_gpa, uint64_t used_gpa, uint64_t features);
 void virtq_reset(struct virtq *vq);
 
+/* Whether the driver made chains available that virtq_pop has not taken. */
+bool virtq_has_avail(const struct virtq *vq);
 /*
  * The next available chain into *c: returns 1, 0 when the ring is empty,
  * or -EINVAL when the guest broke the rules (the queue is then broken).
