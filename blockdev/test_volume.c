@@ -563,6 +563,7 @@ static void test_degraded_probe_resync(void **state)
 		expect++;
 	}
 	assert_true(expect > 0 && expect < vlayout_slots(&f->lay, 1));
+	assert_int_equal(stats(f).replica[1].chunks_stale, expect);
 
 	set_mode(f, 1, PASS);
 	wait_healthy(f);

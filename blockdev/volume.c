@@ -223,6 +223,31 @@ int volume_replica_reattach(struct volume *vol, unsigned idx, struct blockdev *b
 	return 0;
 }
 
+/*
+ * A failed store's stale chunks are not tracked as it runs: count those
+ * whose current copies are newer than its last known generation (all of
+ * them for a store never seen since opening).
+ */
+static uint64_t known_stale(struct volume *vol, struct vol_replica *r)
+{
+	const struct vlayout *l = &vol->lay;
+	uint64_t n = 0;
+
+	for (uint64_t s = 0; s < r->slots; s++) {
+		uint64_t c = vlayout_chunk_at(l, r->idx, s), mine = vmeta_gen(vol_entry(r, s));
+		bool newer = false;
+
+		for (unsigned k = 0; k < l->replicas && !newer; k++) {
+			struct vol_replica *o = &vol->rep[vlayout_store(l, c, k)];
+			uint64_t os = vlayout_slot(l, c, o->idx);
+
+			newer = o != r && vol_current(o, os) && vmeta_gen(vol_entry(o, os)) > mine;
+		}
+		n += newer;
+	}
+	return n;
+}
+
 void volume_stats(struct volume *vol, struct volume_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -240,7 +265,8 @@ void volume_stats(struct volume *vol, struct volume_stats *st)
 		rs->state = (enum volume_replica_state)vol_state(r);
 		rs->attached = __atomic_load_n(&r->bd, __ATOMIC_ACQUIRE) != NULL;
 		rs->chunks = r->slots;
-		rs->chunks_stale = __atomic_load_n(&r->nstale, __ATOMIC_RELAXED);
+		rs->chunks_stale = rs->state == VOLUME_REPLICA_FAILED ? known_stale(vol, r)
+				   : __atomic_load_n(&r->nstale, __ATOMIC_RELAXED);
 		rs->chunks_resynced = __atomic_load_n(&r->resynced, __ATOMIC_RELAXED);
 		rs->bytes_read = __atomic_load_n(&r->bytes_read, __ATOMIC_RELAXED);
 		rs->bytes_written = __atomic_load_n(&r->bytes_written, __ATOMIC_RELAXED);

@@ -47,7 +47,8 @@ struct volume_replica_stats {
 	enum volume_replica_state state;
 	bool attached;                /* has a blockdev (a failed store may have none) */
 	uint64_t chunks;              /* chunks this store holds */
-	uint64_t chunks_stale;        /* of those, not current (resync pending) */
+	uint64_t chunks_stale;        /* of those, not current: to copy or (resyncing) to check;
+				       * for a failed store, those written since it was lost */
 	uint64_t chunks_resynced;     /* copied to this store since open */
 	uint64_t bytes_read;          /* data read from the store (guest and resync) */
 	uint64_t bytes_written;       /* data written to the store (guest and resync) */
@@ -99,6 +100,8 @@ void volume_close(struct volume *vol);
  * and its stale chunks are found. Resync then runs in the background. The
  * volume owns bd on success (a previous blockdev of that store is closed);
  * on failure (-1, reason in err, nothing written) the caller keeps it.
+ * Passing the failed store's own current blockdev retries it, as the
+ * probe does (that one stays the volume's either way).
  */
 int volume_replica_reattach(struct volume *vol, unsigned idx, struct blockdev *bd, char *err,
 			    size_t errlen);

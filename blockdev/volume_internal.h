@@ -8,7 +8,10 @@
  *   volume_open.c    reading every store, deciding what is current, formatting
  *   volume_metaio.c  one store's metadata: loading it, the group-committed writer
  *   volume_io.c      guest reads, writes, flushes, zeroes
- *   volume_resync.c  the maintenance thread: probe, attach, resync, intent clearing
+ *   volume_attach.c  taking a failed store back (reattach, probe)
+ *   volume_resync.c  judging and copying a returning store's copies
+ *   volume_intent.c  clearing idle chunks' write intent
+ *   volume_maint.c   the maintenance thread that runs the three above
  *
  * Lock order: attach_lock, a chunk stripe, then state_lock, then a
  * replica's `use` or `mlock` (`use` before `mlock` when both are held). Guest I/O holds its chunk's stripe shared;
@@ -201,11 +204,20 @@ int vol_flush_all(struct volume *vol);
 int vol_replica_rw(struct vol_replica *r, bool is_write, const struct iovec *iov, int iovcnt,
 		   uint64_t off);
 
+/* --- volume_attach.c --- */
+/* bd == NULL: the replica's own blockdev (the probe). */
+int vol_attach(struct volume *vol, unsigned idx, struct blockdev *bd, char *why, size_t whylen);
+
 /* --- volume_resync.c --- */
+/* One step for the first store being resynchronised; false if there was nothing to do. */
+bool vol_resync_step(struct volume *vol);
+
+/* --- volume_intent.c --- */
+void vol_clear_idle_intent(struct volume *vol);
+
+/* --- volume_maint.c --- */
 int vol_maint_start(struct volume *vol);
 void vol_maint_stop(struct volume *vol);
 void vol_maint_kick(struct volume *vol);
-/* bd == NULL: the replica's own blockdev (the probe). */
-int vol_attach(struct volume *vol, unsigned idx, struct blockdev *bd, char *why, size_t whylen);
 
 #endif

@@ -1,223 +1,25 @@
 // SPDX-License-Identifier: MIT
 /*
- * Bringing stores back into the replicated volume, and keeping the write
- * intent short-lived (docs/volume.md, "Resync" and "Write intent").
+ * Resynchronising a store that is back in the replicated volume
+ * (docs/volume.md, "Resync"), one step at a time on the maintenance thread.
  *
- * Attach loads a returning store's table as it is on its disk and puts the
- * store in service with every copy stale and "pending". The maintenance
- * thread then judges each pending copy under its chunk's exclusive stripe
- * lock, where no write can race the comparison: a clean copy with the
- * generation of the current copies is adopted as it is, any other is
- * marked stale (generation 0) on the store. Until every copy is judged the
- * store's header is left as it was ("frozen"), so a crash in between
- * still finds it outdated. Stale copies are then copied chunk by chunk,
- * each under the exclusive stripe lock, data before the table entry.
+ * First every pending copy (loaded at attach) is judged under its chunk's
+ * exclusive stripe lock, where no write can race the comparison: a clean
+ * copy with the generation of the current copies is adopted as it is, any
+ * other is marked stale (generation 0) on the store. Until every copy is
+ * judged the store's header is left as it was ("frozen"), so a crash in
+ * between still finds it outdated. Stale copies are then copied chunk by
+ * chunk, each under the exclusive stripe lock, data before the table entry.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "blockdev/volume_internal.h"
 
 #define JUDGE_BATCH   256u               /* pending copies judged per step */
-#define COPY_BUF_MAX  (4ull << 20)
-
-/* --- attach --- */
-
-struct attach_scan {
-	int kind;                        /* VMETA_OK (a store of this volume) or VMETA_EMPTY */
-	struct vmeta_header h;
-	uint64_t *entries, *block_seq, maxgen;
-};
-
-static int check_bd(struct volume *vol, unsigned idx, struct blockdev *bd, char *why,
-		    size_t whylen)
-{
-	uint64_t need = vlayout_store_bytes(&vol->lay, idx), have = blockdev_size(bd);
-
-	if (bd->read_only) {
-		snprintf(why, whylen, "read-only");
-		return -1;
-	}
-	if (have < need) {
-		snprintf(why, whylen, "truncated: store is %" PRIu64 " bytes, the volume needs %"
-			 PRIu64, have, need);
-		return -1;
-	}
-	if (bd->block_size > vol->bd.block_size) {
-		snprintf(why, whylen, "has %u-byte blocks; the volume uses %u", bd->block_size,
-			 vol->bd.block_size);
-		return -1;
-	}
-	return 0;
-}
-
-/* Reads what the store holds; nothing is written. */
-static int scan_store(struct volume *vol, unsigned idx, struct blockdev *bd,
-		      struct attach_scan *sc, char *why, size_t whylen)
-{
-	struct vol_replica *r = &vol->rep[idx];
-	char hwhy[300];
-
-	if (check_bd(vol, idx, bd, why, whylen))
-		return -1;
-	sc->kind = vrep_read_header(bd, &sc->h, hwhy, sizeof(hwhy));
-	if (sc->kind == VREP_IOERR || sc->kind == VMETA_INVALID) {
-		snprintf(why, whylen, "%s%s", sc->kind == VMETA_INVALID ? "header: " : "", hwhy);
-		return -1;
-	}
-	if (sc->kind == VMETA_EMPTY)
-		return 0;
-	if (vrep_check_header(vol, idx, &sc->h, why, whylen))
-		return -1;
-	sc->entries = calloc(r->slots ? r->slots : 1, sizeof(uint64_t));
-	sc->block_seq = calloc(1 + vol->lay.table_blocks, sizeof(uint64_t));
-	if (!sc->entries || !sc->block_seq) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	if (vrep_read_table(bd, &sc->h, sc->entries, sc->block_seq, why, whylen))
-		return -1;
-	for (uint64_t s = 0; s < r->slots; s++)
-		if (vmeta_gen(sc->entries[s]) > sc->maxgen)
-			sc->maxgen = vmeta_gen(sc->entries[s]);
-	return 0;
-}
-
-/*
- * The probe's proof that a failed store works again. A read alone can be
- * answered from the host's page cache while the device still fails (a
- * buffered store on a device-mapper error target), so the header blocks
- * are written back unchanged and flushed: that reaches the device, and
- * rewriting identical bytes changes nothing even if torn.
- */
-static int probe_write(struct blockdev *bd, char *why, size_t whylen)
-{
-	struct iovec iov;
-	uint8_t *buf;
-	int rc;
-
-	if (posix_memalign((void **)&buf, VLAYOUT_BLOCK, 2 * VLAYOUT_BLOCK)) {
-		snprintf(why, whylen, "out of memory");
-		return -1;
-	}
-	iov = (struct iovec){ buf, 2 * VLAYOUT_BLOCK };
-	rc = blockdev_read(bd, &iov, 1, 0);
-	if (!rc)
-		rc = blockdev_write(bd, &iov, 1, 0);
-	if (!rc)
-		rc = blockdev_flush(bd);
-	free(buf);
-	if (rc)
-		snprintf(why, whylen, "rewriting its header: %s", strerror(-rc));
-	return rc ? -1 : 0;
-}
-
-/* Under state_lock: the store's data must not be newer than this volume knows. */
-static int check_history(struct volume *vol, unsigned idx, const struct attach_scan *sc,
-			 char *why, size_t whylen)
-{
-	if (sc->kind == VMETA_OK && sc->maxgen > vol->last_live[idx]) {
-		snprintf(why, whylen, "split brain: it holds data of generation %" PRIu64 " but was "
-			 "last live in this volume at generation %" PRIu64 " (it was used without "
-			 "the others); zero its header to rebuild it", sc->maxgen,
-			 vol->last_live[idx]);
-		return -1;
-	}
-	return 0;
-}
-
-static void set_all_bits(uint64_t *map, uint64_t n, bool on)
-{
-	for (uint64_t i = 0; i < (n + 63) / 64; i++)
-		__atomic_store_n(&map[i], 0, __ATOMIC_RELAXED);
-	for (uint64_t i = 0; on && i < n; i++)
-		vol_bit_set(map, i);
-}
-
-/* Under state_lock: replaces the store's blockdev and puts it in service, all stale. */
-static void install(struct volume *vol, struct vol_replica *r, struct blockdev *bd,
-		    const struct attach_scan *sc)
-{
-	bool valid = sc->kind == VMETA_OK;
-	struct blockdev *old;
-
-	/* Waits for stragglers of the old blockdev; nothing new starts on a failed store. */
-	pthread_rwlock_wrlock(&r->use);
-	vrep_new_epoch(r);
-	old = r->bd;
-	__atomic_store_n(&r->bd, bd, __ATOMIC_RELEASE);
-	pthread_rwlock_unlock(&r->use);
-	if (old && old != bd)
-		blockdev_close(old);
-	pthread_mutex_lock(&r->mlock);
-	for (uint64_t s = 0; s < r->slots; s++)
-		__atomic_store_n(&r->entries[s], valid ? sc->entries[s] : 0, __ATOMIC_RELEASE);
-	for (uint64_t b = 0; b <= vol->lay.table_blocks; b++)
-		r->block_seq[b] = valid ? sc->block_seq[b] : 0;
-	pthread_mutex_unlock(&r->mlock);
-	set_all_bits(r->stale, r->slots, true);
-	set_all_bits(r->pending, r->slots, valid);
-	__atomic_store_n(&r->nstale, r->slots, __ATOMIC_RELEASE);
-	__atomic_store_n(&r->npending, valid ? r->slots : 0, __ATOMIC_RELEASE);
-	r->cursor = 0;
-	__atomic_store_n(&r->frozen, valid, __ATOMIC_RELEASE);
-	vol->last_live[r->idx] = vol_gen_now(vol);
-	__atomic_store_n(&r->state, VOLUME_REPLICA_RESYNCING, __ATOMIC_RELEASE);
-}
-
-int vol_attach(struct volume *vol, unsigned idx, struct blockdev *newbd, char *why, size_t whylen)
-{
-	struct vol_replica *r = &vol->rep[idx];
-	struct attach_scan sc = { 0 };
-	struct blockdev *bd;
-	int rc = -1;
-
-	pthread_mutex_lock(&vol->attach_lock);
-	bd = newbd ? newbd : r->bd;
-	if (vol_state(r) != VOLUME_REPLICA_FAILED)
-		snprintf(why, whylen, "is in service; only a failed store can be attached");
-	else if (!bd)
-		snprintf(why, whylen, "has no blockdev to probe");
-	else if (!scan_store(vol, idx, bd, &sc, why, whylen) &&
-		 (newbd || sc.kind != VMETA_OK || !probe_write(bd, why, whylen)))
-		rc = 0;
-	if (rc)
-		goto out;
-	pthread_mutex_lock(&vol->state_lock);
-	rc = check_history(vol, idx, &sc, why, whylen);
-	if (!rc) {
-		install(vol, r, bd, &sc);
-		if (sc.kind == VMETA_EMPTY) {
-			int src;
-
-			vrep_dirty_all_tables(r);
-			src = vrep_sync(r);
-			if (src)
-				vol_fail_locked(vol, r, "formatting it as a new member failed");
-		}
-		/* The others record it live; a new member gets its first header. */
-		if (vol_state(r) != VOLUME_REPLICA_FAILED)
-			vol_header_round_locked(vol, false, false);
-	}
-	pthread_mutex_unlock(&vol->state_lock);
-	if (!rc)
-		vol_log(vol, "%s %s: %" PRIu64 " chunks to check and resynchronise", r->name,
-			sc.kind == VMETA_EMPTY ? "joins as a new member" : "returned", r->slots);
-out:
-	pthread_mutex_unlock(&vol->attach_lock);
-	free(sc.entries);
-	free(sc.block_seq);
-	if (!rc)
-		vol_maint_kick(vol);
-	return rc;
-}
-
-/* --- judging a returning store's copies --- */
 
 /*
  * Under the chunk's exclusive stripe lock. A copy is adopted if it is
@@ -329,8 +131,6 @@ static void unfreeze(struct volume *vol, struct vol_replica *r)
 		r->slots - __atomic_load_n(&r->nstale, __ATOMIC_ACQUIRE),
 		__atomic_load_n(&r->nstale, __ATOMIC_ACQUIRE));
 }
-
-/* --- copying stale chunks --- */
 
 static struct vol_replica *copy_source(struct volume *vol, struct vol_replica *dst, uint64_t c)
 {
@@ -507,7 +307,7 @@ static bool resync_step_locked(struct volume *vol)
  * counters, cursor) in the middle of a step: the store may have failed and
  * come back between two checks of its state.
  */
-static bool resync_step(struct volume *vol)
+bool vol_resync_step(struct volume *vol)
 {
 	bool worked;
 
@@ -515,203 +315,4 @@ static bool resync_step(struct volume *vol)
 	worked = resync_step_locked(vol);
 	pthread_mutex_unlock(&vol->attach_lock);
 	return worked;
-}
-
-/* --- probing failed stores --- */
-
-static void probe(struct volume *vol)
-{
-	for (unsigned i = 0; i < vol->lay.stores; i++) {
-		struct vol_replica *r = &vol->rep[i];
-		char why[400];
-
-		if (vol_state(r) != VOLUME_REPLICA_FAILED || !__atomic_load_n(&r->bd, __ATOMIC_ACQUIRE))
-			continue;
-		if (!vol_attach(vol, i, NULL, why, sizeof(why))) {
-			r->probe_note[0] = 0;
-			continue;
-		}
-		if (strcmp(why, r->probe_note)) {
-			snprintf(r->probe_note, sizeof(r->probe_note), "%s", why);
-			vol_log(vol, "%s is still out of service: %s", r->name, why);
-		}
-	}
-}
-
-/* --- clearing write intent --- */
-
-static bool chunk_dirty(struct volume *vol, uint64_t c)
-{
-	const struct vlayout *l = &vol->lay;
-
-	for (unsigned k = 0; k < l->replicas; k++) {
-		struct vol_replica *r = &vol->rep[vlayout_store(l, c, k)];
-		uint64_t slot = vlayout_slot(l, c, r->idx);
-
-		if (vol_current(r, slot) && (vol_entry(r, slot) & VMETA_DIRTY))
-			return true;
-	}
-	return false;
-}
-
-static bool idle_since(struct volume *vol, uint64_t c, uint64_t now)
-{
-	uint64_t lw = __atomic_load_n(&vol->last_write[c], __ATOMIC_ACQUIRE);
-
-	return lw + (uint64_t)vol->idle_ms * 1000000 <= now;
-}
-
-static void clear_chunk(struct volume *vol, uint64_t c)
-{
-	const struct vlayout *l = &vol->lay;
-
-	for (unsigned k = 0; k < l->replicas; k++) {
-		struct vol_replica *r = &vol->rep[vlayout_store(l, c, k)];
-		uint64_t slot = vlayout_slot(l, c, r->idx), e = vol_entry(r, slot);
-
-		if (vol_current(r, slot) && (e & VMETA_DIRTY))
-			vrep_set_entry(r, slot, vmeta_gen(e));
-	}
-}
-
-/*
- * Chunks idle for idle_ms whose writes all completed before a flush that
- * succeeded are the same on every current copy: their intent can go. The
- * exclusive stripe lock (tried, never waited for) keeps writes out while
- * the entries change; a write that comes after sets the bit again, and its
- * table batch is ordered after this one.
- */
-static void clean_idle(struct volume *vol)
-{
-	uint64_t now = vol_now_ns(), start;
-	bool any = false;
-
-	for (uint64_t c = 0; c < vol->lay.chunks && !any; c++)
-		any = idle_since(vol, c, now) && chunk_dirty(vol, c);
-	if (!any)
-		return;
-	start = vol_now_ns();
-	if (vol_flush_all(vol))
-		return;
-	for (uint64_t c = 0; c < vol->lay.chunks; c++) {
-		pthread_rwlock_t *lock = vol_stripe(vol, c);
-
-		if (!chunk_dirty(vol, c) || !idle_since(vol, c, start))
-			continue;
-		if (pthread_rwlock_trywrlock(lock))
-			continue;
-		if (__atomic_load_n(&vol->last_write[c], __ATOMIC_ACQUIRE) < start)
-			clear_chunk(vol, c);
-		pthread_rwlock_unlock(lock);
-	}
-	for (unsigned i = 0; i < vol->lay.stores; i++) {
-		struct vol_replica *r = &vol->rep[i];
-		int rc;
-
-		if (vol_state(r) == VOLUME_REPLICA_FAILED)
-			continue;
-		rc = vrep_sync(r);
-		if (rc && rc != -ENODEV)
-			vol_mark_failed(vol, r, "writing its table: %s", strerror(-rc));
-	}
-}
-
-/* --- the thread --- */
-
-static uint64_t clean_period_ms(const struct volume *vol)
-{
-	uint64_t p = vol->idle_ms / 2;
-
-	return p < 10 ? 10 : p > 1000 ? 1000 : p;
-}
-
-static void wait_until(struct volume *vol, uint64_t deadline_ns)
-{
-	struct timespec ts;
-
-	pthread_mutex_lock(&vol->maint_lock);
-	if (!vol->maint_stop && !vol->maint_kick) {
-		ts.tv_sec = (time_t)(deadline_ns / 1000000000);
-		ts.tv_nsec = (long)(deadline_ns % 1000000000);
-		pthread_cond_timedwait(&vol->maint_cond, &vol->maint_lock, &ts);
-	}
-	vol->maint_kick = false;
-	pthread_mutex_unlock(&vol->maint_lock);
-}
-
-static bool stopping(struct volume *vol)
-{
-	bool stop;
-
-	pthread_mutex_lock(&vol->maint_lock);
-	stop = vol->maint_stop;
-	pthread_mutex_unlock(&vol->maint_lock);
-	return stop;
-}
-
-static void *maint_main(void *arg)
-{
-	struct volume *vol = arg;
-	uint64_t next_probe = 0, next_clean = vol_now_ns() + clean_period_ms(vol) * 1000000;
-
-	while (!stopping(vol)) {
-		uint64_t now = vol_now_ns();
-
-		if (now >= next_probe) {
-			probe(vol);
-			next_probe = now + (uint64_t)vol->probe_ms * 1000000;
-		}
-		if (now >= next_clean) {
-			clean_idle(vol);
-			next_clean = now + clean_period_ms(vol) * 1000000;
-		}
-		if (resync_step(vol)) {
-			sched_yield();      /* guest I/O waiting on a stripe goes first */
-			continue;
-		}
-		wait_until(vol, next_probe < next_clean ? next_probe : next_clean);
-	}
-	return NULL;
-}
-
-int vol_maint_start(struct volume *vol)
-{
-	pthread_condattr_t attr;
-	int rc;
-
-	vol->copy_len = vol->lay.chunk_size < COPY_BUF_MAX ? vol->lay.chunk_size : COPY_BUF_MAX;
-	if (posix_memalign((void **)&vol->copy_buf, VLAYOUT_BLOCK, vol->copy_len))
-		return -ENOMEM;
-	/* Deadlines are CLOCK_MONOTONIC, like vol_now_ns. */
-	pthread_cond_destroy(&vol->maint_cond);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&vol->maint_cond, &attr);
-	pthread_condattr_destroy(&attr);
-	vol->maint_stop = vol->maint_kick = false;
-	rc = pthread_create(&vol->maint, NULL, maint_main, vol);
-	if (rc)
-		return -rc;
-	vol->maint_running = true;
-	return 0;
-}
-
-void vol_maint_stop(struct volume *vol)
-{
-	if (!vol->maint_running)
-		return;
-	pthread_mutex_lock(&vol->maint_lock);
-	vol->maint_stop = true;
-	pthread_cond_broadcast(&vol->maint_cond);
-	pthread_mutex_unlock(&vol->maint_lock);
-	pthread_join(vol->maint, NULL);
-	vol->maint_running = false;
-}
-
-void vol_maint_kick(struct volume *vol)
-{
-	pthread_mutex_lock(&vol->maint_lock);
-	vol->maint_kick = true;
-	pthread_cond_broadcast(&vol->maint_cond);
-	pthread_mutex_unlock(&vol->maint_lock);
 }
