@@ -114,6 +114,7 @@ struct fx {
 	unsigned idle_ms;
 	struct vlayout lay;
 	struct faulty *fault[MAXN];
+	enum fault_mode start_mode[MAXN];   /* of the wrappers try_open makes */
 	struct volume *vol;
 	struct blockdev *bd;
 	uint8_t *ref;
@@ -247,6 +248,7 @@ static int try_open(struct fx *f, const bool *present, unsigned local, char *err
 		if (present && !present[i])
 			continue;
 		f->fault[i] = wrap(open_store(f->path[i]));
+		f->fault[i]->mode = f->start_mode[i];
 		bds[i] = &f->fault[i]->bd;
 	}
 	rc = volume_open(&cfg, bds, local, &f->vol, err, errlen);
@@ -949,6 +951,54 @@ static void test_probe_needs_writes(void **state)
 	fx_free(f);
 }
 
+/* A store that cannot be read at opening is left out, then probed back. */
+static void test_unreadable_store_at_open(void **state)
+{
+	struct fx *f = fx_new(2, 2, 4 * CHUNK);
+	uint64_t last;
+
+	open_ok(f, 0);
+	for (int i = 0; i < 10; i++)
+		random_write(f, &last);
+	close_vol(f);
+	f->start_mode[1] = FAIL_ALL;
+	open_ok(f, 1);
+	f->start_mode[1] = PASS;
+	assert_true(logged(f, "is out of service: reading the header: Input/output error"));
+	assert_true(logged(f, "unreadable"));
+	assert_int_equal(stats(f).replica[1].state, VOLUME_REPLICA_FAILED);
+	assert_true(stats(f).replica[1].attached);
+	verify(f);
+	for (int i = 0; i < 10; i++)
+		random_write(f, &last);
+	set_mode(f, 1, PASS);
+	wait_healthy(f);
+	verify(f);
+	check_replicas(f);
+	close_vol(f);
+	fx_free(f);
+}
+
+/* One store, one replica: no redundancy, the same paths. */
+static void test_single_store(void **state)
+{
+	struct fx *f = fx_new(1, 1, 5 * CHUNK + 4096);
+	uint64_t last;
+
+	open_ok(f, 0);
+	for (int i = 0; i < 20; i++)
+		random_write(f, &last);
+	verify(f);
+	close_vol(f);
+	open_ok(f, VOLUME_NO_LOCAL);
+	verify(f);
+	check_replicas(f);
+	set_mode(f, 0, FAIL_ALL);
+	assert_int_equal(write_range(f, 0, 4096), -EIO);
+	close_vol(f);
+	fx_free(f);
+}
+
 /* No copy left: errors, not wrong data; healing brings everything back. */
 static void test_no_replica_left(void **state)
 {
@@ -1090,6 +1140,8 @@ int main(void)
 		cmocka_unit_test(test_missing_store_may_be_newer),
 		cmocka_unit_test(test_read_failover),
 		cmocka_unit_test(test_probe_needs_writes),
+		cmocka_unit_test(test_unreadable_store_at_open),
+		cmocka_unit_test(test_single_store),
 		cmocka_unit_test(test_no_replica_left),
 		cmocka_unit_test(test_discard_and_zeroes),
 		cmocka_unit_test(test_writers_during_resync),

@@ -28,6 +28,7 @@ enum store_kind { ABSENT, EMPTY, VALID };
 
 struct scan {
 	enum store_kind kind[VOLUME_MAX_STORES];
+	bool unreadable[VOLUME_MAX_STORES];  /* ABSENT because of an I/O error: kept for the probe */
 	struct vmeta_header h[VOLUME_MAX_STORES];
 	uint64_t maxgen[VOLUME_MAX_STORES];
 	uint64_t dirty_chunks;         /* chunks resynchronised because of write intent */
@@ -117,6 +118,23 @@ static int check_store(struct volume *vol, struct blockdev *bd, unsigned i, char
 	return 0;
 }
 
+/*
+ * A store that cannot be read is as good as missing, but its blockdev is
+ * kept: the probe takes it back when it answers. (A store that reads but
+ * is wrong stops the opening instead: that needs a person.)
+ */
+static void unreadable(struct volume *vol, struct scan *sc, unsigned i, const char *why)
+{
+	struct vol_replica *r = &vol->rep[i];
+
+	sc->kind[i] = ABSENT;
+	sc->unreadable[i] = true;
+	sc->maxgen[i] = 0;
+	memset(r->entries, 0, sizeof(uint64_t) * (r->slots ? r->slots : 1));
+	vol_log(vol, "%s is out of service: %s", r->name, why);
+	snprintf(r->probe_note, sizeof(r->probe_note), "%s", why);   /* said once */
+}
+
 static int read_headers(struct volume *vol, struct blockdev **stores, struct scan *sc, char *err,
 			size_t errlen)
 {
@@ -133,8 +151,10 @@ static int read_headers(struct volume *vol, struct blockdev **stores, struct sca
 		if (check_store(vol, stores[i], i, err, errlen))
 			return -1;
 		rc = vrep_read_header(stores[i], &sc->h[i], why, sizeof(why));
-		if (rc == VREP_IOERR)
-			return fail(err, errlen, "volume %s: %s: %s", vol->name, r->name, why);
+		if (rc == VREP_IOERR) {
+			unreadable(vol, sc, i, why);
+			continue;
+		}
 		if (rc == VMETA_INVALID)
 			return fail(err, errlen, "volume %s: %s: header: %s", vol->name, r->name, why);
 		if (rc == VMETA_EMPTY) {
@@ -160,10 +180,17 @@ static int read_tables(struct volume *vol, struct blockdev **stores, struct scan
 	for (unsigned i = 0; i < vol->lay.stores; i++) {
 		struct vol_replica *r = &vol->rep[i];
 		char why[300];
+		int rc;
 
 		if (sc->kind[i] != VALID)
 			continue;
-		if (vrep_read_table(stores[i], &sc->h[i], r->entries, r->block_seq, why, sizeof(why)))
+		rc = vrep_read_table(stores[i], &sc->h[i], r->entries, r->block_seq, why,
+				     sizeof(why));
+		if (rc == VREP_IOERR) {
+			unreadable(vol, sc, i, why);
+			continue;
+		}
+		if (rc)
 			return fail(err, errlen, "volume %s: %s: %s", vol->name, r->name, why);
 		for (uint64_t s = 0; s < r->slots; s++)
 			if (vmeta_gen(r->entries[s]) > sc->maxgen[i])
@@ -402,7 +429,7 @@ static void set_states(struct volume *vol, struct blockdev **stores, const struc
 	for (unsigned i = 0; i < vol->lay.stores; i++) {
 		struct vol_replica *r = &vol->rep[i];
 
-		r->bd = stores[i];
+		r->bd = stores[i];          /* an unreadable store stays, for the probe */
 		r->state = sc->kind[i] == ABSENT ? VOLUME_REPLICA_FAILED
 			   : r->nstale ? VOLUME_REPLICA_RESYNCING : VOLUME_REPLICA_LIVE;
 	}
@@ -428,7 +455,7 @@ static void log_opened(struct volume *vol, const struct scan *sc, bool unclean)
 
 	for (unsigned i = 0; i < vol->lay.stores; i++) {
 		struct vol_replica *r = &vol->rep[i];
-		const char *what = sc->kind[i] == ABSENT ? "missing"
+		const char *what = sc->unreadable[i] ? "unreadable" : sc->kind[i] == ABSENT ? "missing"
 				   : sc->kind[i] == EMPTY ? "new member" : NULL;
 		uint64_t stale;
 
@@ -501,7 +528,7 @@ int volume_open(const struct volume_config *cfg, struct blockdev **stores, unsig
 		fail(err, errlen, "volume %s: out of memory", vol->name);
 		return give_back(vol);
 	}
-	if (read_headers(vol, stores, sc, err, errlen))
+	if (read_headers(vol, stores, sc, err, errlen) || read_tables(vol, stores, sc, err, errlen))
 		goto fail;
 	for (unsigned i = 0; i < vol->lay.stores; i++) {
 		nvalid += sc->kind[i] == VALID;
@@ -515,8 +542,7 @@ int volume_open(const struct volume_config *cfg, struct blockdev **stores, unsig
 		     vol->lay.stores);
 		goto fail;
 	}
-	if (nvalid && (read_tables(vol, stores, sc, err, errlen) ||
-		       check_split_brain(vol, sc, err, errlen) || plan(vol, sc, err, errlen)))
+	if (nvalid && (check_split_brain(vol, sc, err, errlen) || plan(vol, sc, err, errlen)))
 		goto fail;
 	/* Phase two: from here on, stores are written. */
 	set_states(vol, stores, sc);
