@@ -702,6 +702,71 @@ static void test_unclean_shutdown(void **state)
 	fx_free(f);
 }
 
+/* Rewrites store's table entry of chunk on its file (newest copy, same sequence). */
+static void set_disk_entry(struct fx *f, unsigned store, uint64_t chunk, uint64_t entry)
+{
+	uint64_t slot = vlayout_slot(&f->lay, chunk, store), block = 1 + slot / VLAYOUT_ENTRIES;
+	uint64_t e[VLAYOUT_ENTRIES], seq;
+	uint8_t two[2 * VLAYOUT_BLOCK], blk[VLAYOUT_BLOCK];
+	unsigned n;
+	struct vmeta_header h;
+	char why[200];
+	int damaged;
+
+	disk_header(f, store, &h);
+	n = vmeta_block_entries(h.slots, block);
+	read_file(f->path[store], vmeta_block_offset(block, 0), two, sizeof(two));
+	assert_int_equal(vmeta_table_read(two, block, h.uuid, n, e, &seq, &damaged, why,
+					  sizeof(why)), VMETA_OK);
+	e[slot % VLAYOUT_ENTRIES] = entry;
+	vmeta_table_encode(e, n, block, seq, h.uuid, blk);
+	write_file(f->path[store], vmeta_block_offset(block, seq & 1), blk, sizeof(blk));
+}
+
+/*
+ * A crash after a write reached store 0 but before store 1 even got its
+ * intent: store 1's copy is clean, same generation, old data. Reopened
+ * without store 1, then with it: store 1's copy must not be taken as it is.
+ */
+static void test_crash_then_reopen_without_a_replica(void **state)
+{
+	struct fx *f = fx_new(2, 2, 4 * CHUNK);
+	char saved[2][160];
+	uint8_t old[4096];
+	bool only0[2] = { true, false };
+	char err[512] = "";
+
+	open_ok(f, VOLUME_NO_LOCAL);
+	assert_int_equal(write_range(f, 0, 2 * CHUNK), 0);
+	memcpy(old, f->ref + 4096, sizeof(old));
+	assert_int_equal(blockdev_flush(f->bd), 0);
+	close_vol(f);
+	open_ok(f, VOLUME_NO_LOCAL);
+	assert_int_equal(write_range(f, 4096, 4096), 0);   /* chunk 0, the one in flight */
+	assert_int_equal(blockdev_flush(f->bd), 0);
+	for (unsigned s = 0; s < 2; s++) {
+		snprintf(saved[s], sizeof(saved[s]), "%s/crash%u.img", f->dir, s);
+		copy_file(f->path[s], saved[s]);
+	}
+	close_vol(f);
+	for (unsigned s = 0; s < 2; s++)
+		copy_file(saved[s], f->path[s]);
+	/* Store 1 as if neither its intent nor the data had reached it. */
+	set_disk_entry(f, 1, 0, vmeta_gen(disk_entry(f, 1, 0)));
+	write_file(f->path[1], vlayout_data_offset(&f->lay, 0, 1) + 4096, old, sizeof(old));
+
+	if (try_open(f, only0, 0, err, sizeof(err)))
+		fail_msg("%s", err);
+	verify(f);
+	close_vol(f);                                      /* clean: intent cleared */
+	open_ok(f, VOLUME_NO_LOCAL);
+	wait_healthy(f);
+	verify(f);
+	check_replicas(f);
+	close_vol(f);
+	fx_free(f);
+}
+
 /* Idle chunks lose their write intent on disk; nothing else changes. */
 static void test_intent_cleared_when_idle(void **state)
 {
@@ -1134,6 +1199,7 @@ int main(void)
 		cmocka_unit_test(test_degraded_probe_resync),
 		cmocka_unit_test(test_reattach_new_store),
 		cmocka_unit_test(test_unclean_shutdown),
+		cmocka_unit_test(test_crash_then_reopen_without_a_replica),
 		cmocka_unit_test(test_intent_cleared_when_idle),
 		cmocka_unit_test(test_bad_stores_refused),
 		cmocka_unit_test(test_split_brain_refused),

@@ -32,6 +32,7 @@ struct scan {
 	struct vmeta_header h[VOLUME_MAX_STORES];
 	uint64_t maxgen[VOLUME_MAX_STORES];
 	uint64_t dirty_chunks;         /* chunks resynchronised because of write intent */
+	uint64_t *intent;              /* bit per chunk: its source copy has write intent */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -338,6 +339,8 @@ static int plan_chunk(struct volume *vol, struct scan *sc, uint64_t c, char *err
 			continue;
 		mark_stale(r, slot);
 	}
+	if (dirty)
+		vol_bit_set(sc->intent, c);
 	if (dirty && others)
 		sc->dirty_chunks++;
 	return 0;
@@ -345,6 +348,9 @@ static int plan_chunk(struct volume *vol, struct scan *sc, uint64_t c, char *err
 
 static int plan(struct volume *vol, struct scan *sc, char *err, size_t errlen)
 {
+	sc->intent = calloc((vol->lay.chunks + 63) / 64, sizeof(uint64_t));
+	if (!sc->intent)
+		return fail(err, errlen, "volume %s: out of memory", vol->name);
 	for (unsigned i = 0; i < vol->lay.stores; i++)
 		if (sc->kind[i] == EMPTY)
 			for (uint64_t s = 0; s < vol->rep[i].slots; s++)
@@ -390,6 +396,50 @@ static int format_all(struct volume *vol, struct scan *sc, char *err, size_t err
 	return 0;
 }
 
+static bool has_failed_replica(struct volume *vol, uint64_t c)
+{
+	for (unsigned k = 0; k < vol->lay.replicas; k++)
+		if (vol_state(&vol->rep[vlayout_store(&vol->lay, c, k)]) == VOLUME_REPLICA_FAILED)
+			return true;
+	return false;
+}
+
+/*
+ * A chunk whose source has write intent while another replica is out of
+ * service (missing, unreadable, or failed while its stale mark was being
+ * written): that replica may hold an older version with no intent of its
+ * own (the crash came before its turn), which would look current when it
+ * returns. The source is given this session's generation, as a write
+ * would, so that copy is stale by generation.
+ */
+static void raise_unresolved(struct volume *vol, const struct scan *sc)
+{
+	const struct vlayout *l = &vol->lay;
+	uint64_t g = vol_gen_now(vol);
+
+	for (uint64_t c = 0; sc->intent && c < l->chunks; c++) {
+		if (!vol_bit(sc->intent, c) || !has_failed_replica(vol, c))
+			continue;
+		for (unsigned k = 0; k < l->replicas; k++) {
+			struct vol_replica *r = &vol->rep[vlayout_store(l, c, k)];
+			uint64_t slot = vlayout_slot(l, c, r->idx);
+
+			if (vol_current(r, slot))
+				vrep_mark_write(r, slot, g);
+		}
+	}
+	for (unsigned i = 0; i < l->stores; i++) {
+		struct vol_replica *r = &vol->rep[i];
+		int rc;
+
+		if (vol_state(r) == VOLUME_REPLICA_FAILED)
+			continue;
+		rc = vrep_sync(r);
+		if (rc)
+			vol_mark_failed(vol, r, "writing its table at open: %s", strerror(-rc));
+	}
+}
+
 /* Phase two of an existing volume: new members, stale marks, then the header round. */
 static void write_open_state(struct volume *vol, struct scan *sc)
 {
@@ -422,6 +472,7 @@ static void write_open_state(struct volume *vol, struct scan *sc)
 	/* Every opening is a new generation: writes of this session are told apart. */
 	vol_header_round_locked(vol, false, true);
 	pthread_mutex_unlock(&vol->state_lock);
+	raise_unresolved(vol, sc);
 }
 
 static void set_states(struct volume *vol, struct blockdev **stores, const struct scan *sc)
@@ -560,10 +611,13 @@ int volume_open(const struct volume_config *cfg, struct blockdev **stores, unsig
 	if (start(vol, cfg, err, errlen))
 		goto fail;
 	log_opened(vol, sc, unclean);
+	free(sc->intent);
 	free(sc);
 	*out = vol;
 	return 0;
 fail:
+	if (sc)
+		free(sc->intent);
 	free(sc);
 	return give_back(vol);
 }
