@@ -11,6 +11,8 @@
 #   grappe.test=smp      run smpcheck: "GRAPPE-GUEST: smp PASS" / "smp FAIL why"
 #   grappe.test=panic    crash the kernel (sysrq c) to test panic handling
 #   grappe.test=shell    a shell on the console; power off when it exits
+#   grappe.test=demo     make demo: CPUs and NUMA nodes, then /dev/vda mounted
+#                        (ext4 made on first boot) with a file written and read back
 #   grappe.smpargs=A,B   extra smpcheck arguments, comma separated
 #                        (e.g. grappe.smpargs=--iters=1000,--mib=1)
 #   grappe.nopoweroff=1  stay up (halt loop) instead of powering off
@@ -200,6 +202,29 @@ fio_test() {
     done
     echo "GRAPPE-GUEST: fio PASS"
 }
+# make demo (examples/cluster.xml): the machine, then its disk in use.
+demo() {
+    smpcheck --info
+    disk_wait || return 1
+    mkdir -p /mnt
+    if ! mount -t ext4 /dev/vda /mnt 2>/dev/null; then
+        echo "GRAPPE-GUEST: demo: first boot, making ext4 on /dev/vda"
+        mkfs.ext4 -q -F /dev/vda || { disk_fail "mkfs.ext4"; return 1; }
+        mount -t ext4 /dev/vda /mnt || { disk_fail "mount"; return 1; }
+    fi
+    n=$(( $(cat /mnt/boots 2>/dev/null || echo 0) + 1 ))
+    echo $n >/mnt/boots
+    dd if=/dev/urandom of=/mnt/demo.bin bs=64k count=64 2>/dev/null
+    sum=$(sha256sum /mnt/demo.bin | cut -c1-16)
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    [ "$(sha256sum /mnt/demo.bin | cut -c1-16)" = "$sum" ] || { disk_fail "read-back differs"; return 1; }
+    echo "GRAPPE-GUEST: demo: /dev/vda ($(($(cat /sys/block/vda/size) / 2048)) MiB) mounted on /mnt, boot $n of this volume"
+    df -h /mnt | sed 's/^/GRAPPE-GUEST:   /'
+    echo "GRAPPE-GUEST: demo: wrote and read back 4 MiB (sha256 $sum...)"
+    umount /mnt
+    echo "GRAPPE-GUEST: demo PASS"
+}
 # ---- end of [disks] ----
 
 # pvpanic tells the hypervisor about a kernel panic (on_crash); it is a module
@@ -243,6 +268,7 @@ case "$test" in
     disk-verify) disk_verify ;; # [disks]
     disk-ro) disk_ro ;;         # [disks]
     fio) fio_test ;;            # [disks]
+    demo) demo ;;
     shell)
         echo "GRAPPE-GUEST: shell (exit to power off)"
         setsid cttyhack sh -l

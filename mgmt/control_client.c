@@ -815,11 +815,59 @@ static void print_vcpus(FILE *f, const struct control_node_report *r, unsigned n
 	free(rows);
 }
 
+static uint64_t jnum_or0(struct json_object *v)
+{
+	uint64_t x = 0;
+
+	jnum(v, &x);
+	return x;
+}
+
+/* One line per replicated volume, then one per store (docs/volume.md). */
+static void print_volumes(FILE *f, const struct control_node_report *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct json_object *vols = jget(r[i].stats, "volumes", NULL);
+		size_t nv = vols && json_object_is_type(vols, json_type_array) ?
+			    json_object_array_length(vols) : 0;
+
+		for (size_t k = 0; k < nv; k++) {
+			struct json_object *v = json_object_array_get_idx(vols, k);
+			struct json_object *stores = jget(v, "stores", NULL);
+			size_t ns = stores && json_object_is_type(stores, json_type_array) ?
+				    json_object_array_length(stores) : 0;
+
+			fprintf(f, "\nvolume %s (disk %s): %s, generation %" PRIu64 ", %" PRIu64
+				" chunks, %" PRIu64 " stale, %" PRIu64 " resynced, %" PRIu64
+				" unavailable\n", json_object_get_string(jget(v, "volume", NULL)),
+				json_object_get_string(jget(v, "disk", NULL)),
+				json_object_get_boolean(jget(v, "degraded", NULL)) ? "DEGRADED" : "healthy",
+				jnum_or0(jget(v, "generation", NULL)), jnum_or0(jget(v, "chunks", NULL)),
+				jnum_or0(jget(v, "chunks_stale", NULL)),
+				jnum_or0(jget(v, "chunks_resynced", NULL)),
+				jnum_or0(jget(v, "chunks_unavailable", NULL)));
+			for (size_t s = 0; s < ns; s++) {
+				struct json_object *st = json_object_array_get_idx(stores, s);
+
+				fprintf(f, "  store %zu: %-9s %" PRIu64 " chunks, %" PRIu64 " stale, read %"
+					PRIu64 " B, written %" PRIu64 " B, %" PRIu64 " errors\n", s,
+					json_object_get_string(jget(st, "state", NULL)),
+					jnum_or0(jget(st, "chunks", NULL)),
+					jnum_or0(jget(st, "chunks_stale", NULL)),
+					jnum_or0(jget(st, "bytes_read", NULL)),
+					jnum_or0(jget(st, "bytes_written", NULL)),
+					jnum_or0(jget(st, "errors", NULL)));
+			}
+		}
+	}
+}
+
 void control_stats_print(FILE *f, const struct control_node_report *r, unsigned n)
 {
 	print_nodes(f, r, n);
 	print_hot(f, r, n);
 	print_vcpus(f, r, n);
+	print_volumes(f, r, n);
 }
 
 void control_stats_print_json(FILE *f, const struct control_node_report *r, unsigned n)

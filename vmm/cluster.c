@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "blockdev/store_msg.h"
 #include "fabric/fabric.h"
 #include "vmm/cluster.h"
 #include "vmm/cluster_ram.h"
@@ -22,6 +24,7 @@ struct cluster {
 	struct machine *m;
 	struct fabric *f;
 	struct cluster_ram *ram;
+	struct volume_host *volumes;
 	unsigned self;
 	unsigned nr_nodes;
 	pthread_mutex_t lock;
@@ -79,6 +82,11 @@ static void on_frame(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 		cluster_ram_receive(c->ram, src, type, req_id, payload, len);
 		return;
 	}
+	if (store_msg_owns_type(type)) {
+		if (c->volumes)
+			volume_host_receive(c->volumes, src, type, req_id, payload, len);
+		return;
+	}
 	if (node_msg_decode(type, payload, len, &msg, &why)) {
 		snprintf(line, sizeof(line), "dropped a malformed message (type 0x%x) from node %u: %s",
 			 type, src, why);
@@ -126,6 +134,8 @@ static void on_peer_down(void *ctx, unsigned peer, enum fabric_down_reason reaso
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
 	cluster_ram_peer_down(c->ram, peer);
+	if (c->volumes)
+		volume_host_peer_down(c->volumes, peer);
 	machine_peer_down(c->m, peer, why);
 }
 
@@ -138,6 +148,14 @@ static int link_send(void *ctx, unsigned dst, const struct node_msg *msg)
 	if (n < 0)
 		return n;
 	return fabric_send(c->f, dst, msg->type, 0, buf, (size_t)n);
+}
+
+static int store_send(void *ctx, unsigned dst, uint16_t type, uint64_t req_id,
+		      const struct iovec *iov, int iovcnt)
+{
+	struct cluster *c = ctx;
+
+	return fabric_sendv(c->f, dst, type, req_id, iov, iovcnt);
 }
 
 static int make_fabric(struct cluster *c, const struct vm_config *cfg,
@@ -185,6 +203,12 @@ int cluster_attach(struct cluster **out, struct machine *m, const struct vm_conf
 	pthread_cond_init(&c->cond, NULL);
 	if (make_fabric(c, cfg, o, err, errlen))
 		return -1;
+	/* Stores are served before any peer can ask for one. */
+	c->volumes = o->volumes;
+	if (c->volumes && volume_host_set_transport(c->volumes, store_send, c, sub, sizeof(sub))) {
+		snprintf(err, errlen, "%s", sub);
+		return -1;
+	}
 	/* Guest RAM is coherent before any peer can ask for a page. */
 	if (cluster_ram_create(&c->ram, m, cfg, c->f, sub, sizeof(sub))) {
 		snprintf(err, errlen, "guest memory: %s", sub);
@@ -233,12 +257,22 @@ int cluster_start_guest(struct cluster *c, char *err, size_t errlen)
 	return rc;
 }
 
+void cluster_wait_peer_gone(struct cluster *c, unsigned node, unsigned timeout_ms)
+{
+	for (unsigned waited = 0; c && c->f && fabric_peer_up(c->f, node) && waited < timeout_ms;
+	     waited += 10)
+		usleep(10000);
+}
+
 void cluster_detach(struct cluster *c)
 {
 	if (!c)
 		return;
 	if (c->m)
 		c->m->link = (struct node_link){ 0 };
+	/* No store message after this: the fabric is about to go. */
+	if (c->volumes)
+		volume_host_shutdown(c->volumes);
 	/* The fabric goes first: no callback may run into a freed DSM. */
 	if (c->f)
 		fabric_destroy(c->f);

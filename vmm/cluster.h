@@ -6,6 +6,7 @@
 
 #include "vmm/machine.h"
 #include "vmm/vm_config.h"
+#include "vmm/volume_host.h"
 
 /*
  * The glue that makes one node's machine part of a cluster: the fabric
@@ -17,6 +18,7 @@ struct cluster_opts {
 	unsigned self;
 	const char *secret_path;
 	const char *peer_addr[VM_MAX_NODES];   /* overrides of the XML's addresses */
+	struct volume_host *volumes;           /* this node's stores and volumes, or NULL */
 };
 
 struct cluster;
@@ -33,6 +35,12 @@ int cluster_attach(struct cluster **out, struct machine *m, const struct vm_conf
  * clock; the others wait for it so that kvmclock agrees on every node.
  */
 int cluster_start_guest(struct cluster *c, char *err, size_t errlen);
+/*
+ * Waits (at most timeout_ms) until node is gone from the fabric. A node
+ * that serves volume stores leaves after the I/O node, which closes the
+ * volumes (marks them clean) over the fabric before it leaves.
+ */
+void cluster_wait_peer_gone(struct cluster *c, unsigned node, unsigned timeout_ms);
 void cluster_detach(struct cluster *c);
 
 #endif

@@ -518,13 +518,55 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 	};
 	char why[384];
 
-	if (file_store_open(d->path, &fo, &bo.bd, why, sizeof(why)) ||
-	    virtio_blk_create(&m->disks[m->nr_disks], &m->pci, &bo, why, sizeof(why))) {
+	if (d->type == VM_DISK_VOLUME) {
+		const struct vm_volume *v = vm_config_volume(m->cfg, d->volume);
+		struct late_store_geometry g = { .size = v->size, .block_size = 512,
+						 .read_only = d->readonly, .discard = true };
+
+		if (late_store_create(&g, &m->disk_late[m->nr_disks], &bo.bd)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	} else if (file_store_open(d->path, &fo, &bo.bd, why, sizeof(why))) {
+		snprintf(err, errlen, "%s:%ld: disk %s: %s", m->cfg->source, d->line, d->target, why);
+		return -1;
+	}
+	if (virtio_blk_create(&m->disks[m->nr_disks], &m->pci, &bo, why, sizeof(why))) {
 		snprintf(err, errlen, "%s:%ld: disk %s: %s", m->cfg->source, d->line, d->target, why);
 		return -1;
 	}
 	m->nr_disks++;
 	return 0;
+}
+
+int machine_attach_volumes(struct machine *m, struct volume_host *vh, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < m->nr_disks; i++) {
+		const struct vm_disk *d = &m->cfg->disks[i];
+		struct volume *vol;
+
+		if (!m->disk_late[i])
+			continue;
+		if (volume_host_open(vh, vm_config_volume(m->cfg, d->volume), &vol, err, errlen))
+			return -1;
+		if (late_store_attach(m->disk_late[i], volume_blockdev(vol))) {
+			volume_close(vol);
+			snprintf(err, errlen, "disk %s: the volume's size changed", d->target);
+			return -1;
+		}
+		m->disk_volume[i] = vol;
+	}
+	return 0;
+}
+
+void machine_detach_volumes(struct machine *m)
+{
+	for (unsigned i = 0; i < m->nr_disks; i++) {
+		if (!m->disk_late[i])
+			continue;
+		m->disk_volume[i] = NULL;
+		blockdev_close(late_store_detach(m->disk_late[i]));
+	}
 }
 
 static int setup_pci(struct machine *m, char *err, size_t errlen)

@@ -27,6 +27,8 @@
 #include "vmm/uart.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_config.h"
+#include "vmm/volume_host.h"
+#include "blockdev/late_store.h"
 
 /*
  * One node's part of the guest: a KVM VM, its vCPUs, guest RAM and the PC
@@ -90,6 +92,9 @@ struct machine {
 	struct pci_bus pci;
 	struct virtio_blk *disks[VM_MAX_DISKS];
 	unsigned nr_disks;
+	/* Volume disks: the stand-in the device holds, the volume once attached. */
+	struct late_store *disk_late[VM_MAX_DISKS];
+	struct volume *disk_volume[VM_MAX_DISKS];
 	struct console_out console;
 	bool devices_ready;
 	struct cpuid_table supported;
@@ -132,6 +137,12 @@ int machine_create(struct machine *m, const struct vm_config *cfg,
  * On the I/O node: writes ACPI tables and the kernel into guest RAM and
  * points the BSP at it. In a cluster guest RAM is under the DSM by then.
  */
+/*
+ * I/O node: opens every volume disk's volume (docs/volume.md) once the
+ * fabric is up, and closes them (flushed, marked clean) before it goes.
+ */
+int machine_attach_volumes(struct machine *m, struct volume_host *vh, char *err, size_t errlen);
+void machine_detach_volumes(struct machine *m);
 int machine_load(struct machine *m, char *err, size_t errlen);
 /* A message from another node's machine (called by the cluster glue). */
 void machine_node_msg(struct machine *m, unsigned src, const struct node_msg *msg);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -125,6 +126,61 @@ static struct json_object *vcpu_stats(struct machine *m)
 	return arr;
 }
 
+static void add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+static struct json_object *replica_stats(const struct volume_replica_stats *r)
+{
+	static const char *const states[] = {
+		[VOLUME_REPLICA_LIVE] = "live", [VOLUME_REPLICA_FAILED] = "failed",
+		[VOLUME_REPLICA_RESYNCING] = "resyncing",
+	};
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "state", json_object_new_string(states[r->state]));
+	json_object_object_add(o, "attached", json_object_new_boolean(r->attached));
+	add_u64(o, "chunks", r->chunks);
+	add_u64(o, "chunks_stale", r->chunks_stale);
+	add_u64(o, "chunks_resynced", r->chunks_resynced);
+	add_u64(o, "bytes_read", r->bytes_read);
+	add_u64(o, "bytes_written", r->bytes_written);
+	add_u64(o, "errors", r->errors);
+	return o;
+}
+
+/* The replicated volumes of the disks on this node (docs/volume.md). */
+static struct json_object *volume_stats_json(struct machine *m)
+{
+	struct json_object *arr = json_object_new_array();
+
+	for (unsigned i = 0; i < m->nr_disks; i++) {
+		struct json_object *o, *reps;
+		struct volume_stats *st;
+
+		if (!m->disk_volume[i] || !(st = malloc(sizeof(*st))))
+			continue;
+		volume_stats(m->disk_volume[i], st);
+		o = json_object_new_object();
+		json_object_object_add(o, "disk", json_object_new_string(m->cfg->disks[i].target));
+		json_object_object_add(o, "volume", json_object_new_string(m->cfg->disks[i].volume));
+		json_object_object_add(o, "degraded", json_object_new_boolean(st->degraded));
+		add_u64(o, "generation", st->generation);
+		add_u64(o, "chunks", st->chunks);
+		add_u64(o, "chunks_stale", st->chunks_stale);
+		add_u64(o, "chunks_resynced", st->chunks_resynced);
+		add_u64(o, "chunks_unavailable", st->chunks_unavailable);
+		reps = json_object_new_array();
+		for (unsigned r = 0; r < st->stores; r++)
+			json_object_array_add(reps, replica_stats(&st->replica[r]));
+		json_object_object_add(o, "stores", reps);
+		json_object_array_add(arr, o);
+		free(st);
+	}
+	return arr;
+}
+
 static int query_stats(void *ctx, struct json_object **out, char *err, size_t errlen)
 {
 	struct node_control *nc = ctx;
@@ -135,6 +191,7 @@ static int query_stats(void *ctx, struct json_object **out, char *err, size_t er
 
 		json_object_object_add(o, "node", json_object_new_int64(nc->self));
 		json_object_object_add(o, "vcpus", vcpu_stats(m));
+		json_object_object_add(o, "volumes", volume_stats_json(m));
 		if (m->stats_hook)
 			m->stats_hook(m->stats_ctx, o);
 		*out = o;

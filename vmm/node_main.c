@@ -29,6 +29,7 @@ struct node {
 	struct cluster_opts copts;
 	bool clustered;
 	struct cluster *cluster;
+	struct volume_host *volumes;    /* stores and volumes: docs/volume.md */
 	struct node_control ctl;
 	struct machine m;
 	int console_fd;
@@ -61,11 +62,19 @@ static void usage(FILE *f)
 static int bring_up(struct node *n, char *err, size_t errlen)
 {
 	struct machine_placement pl;
+	struct volume_host_config vc = { .cfg = n->cfg, .self = n->copts.self };
 
 	machine_placement_init(&pl, n->cfg, n->copts.self);
 	if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, errlen))
 		return -1;
+	vc.io_node = pl.io_node;
+	if (n->cfg->nr_volumes && volume_host_create(&n->volumes, &vc, err, errlen))
+		return -1;
+	n->copts.volumes = n->volumes;
 	if (n->clustered && cluster_attach(&n->cluster, &n->m, n->cfg, &n->copts, err, errlen))
+		return -1;
+	if (n->volumes && n->copts.self == pl.io_node &&
+	    machine_attach_volumes(&n->m, n->volumes, err, errlen))
 		return -1;
 	if (machine_load(&n->m, err, errlen))
 		return -1;
@@ -74,13 +83,23 @@ static int bring_up(struct node *n, char *err, size_t errlen)
 	return machine_start(&n->m, err, errlen);
 }
 
+/* A node that serves stores waits this long for the I/O node to close its volumes. */
+#define VOLUME_CLOSE_WAIT_MS 5000
+
 static void tear_down(struct node *n)
 {
 	/* vCPUs first: they may be waiting on the fabric. */
 	machine_stop_vcpus(&n->m);
+	/* Volumes are closed (flushed, marked clean) while every store is reachable. */
+	machine_detach_volumes(&n->m);
+	if (n->cluster && volume_host_serves(n->volumes))
+		cluster_wait_peer_gone(n->cluster, n->m.pl.io_node, VOLUME_CLOSE_WAIT_MS);
 	if (n->cluster)
 		cluster_detach(n->cluster);
 	n->cluster = NULL;
+	volume_host_destroy(n->volumes);
+	n->volumes = NULL;
+	n->copts.volumes = NULL;
 	machine_destroy(&n->m);
 }
 

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: MIT
+/* A node's stores and volumes: see volume_host.h and docs/volume.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockdev/file_store.h"
+#include "blockdev/store_client.h"
+#include "blockdev/store_server.h"
+#include "blockdev/volume_layout.h"
+#include "vmm/volume_host.h"
+
+struct volume_host {
+	struct volume_host_config c;
+	/* Stores this node holds, until a volume or the server takes them. */
+	struct blockdev *local[VM_MAX_VOLUMES][VM_MAX_STORES];
+	unsigned nr_local;
+	struct store_server *srv;
+	struct store_client *cli;
+	/* The store protocol as the server and client see it. */
+	store_send_fn send;
+	void *send_ctx;
+};
+
+static void vh_log(struct volume_host *vh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vh_log(struct volume_host *vh, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (vh->c.log)
+		vh->c.log(vh->c.log_ctx, msg);
+	else
+		fprintf(stderr, "grappe-node: %s\n", msg);
+}
+
+static void log_cb(void *ctx, const char *msg)
+{
+	vh_log(ctx, "%s", msg);
+}
+
+static int send_cb(void *ctx, unsigned dst, uint16_t type, uint64_t req_id,
+		   const struct iovec *iov, int iovcnt)
+{
+	struct volume_host *vh = ctx;
+
+	if (!vh->send)
+		return -ENOTCONN;
+	return vh->send(vh->send_ctx, dst, type, req_id, iov, iovcnt);
+}
+
+/* The disk's cache mode applies to the volume's stores. */
+static enum file_store_cache store_cache(const struct vm_config *cfg, const char *volume)
+{
+	static const enum file_store_cache map[] = {
+		[VM_DISK_CACHE_DEFAULT] = FILE_STORE_WRITEBACK,
+		[VM_DISK_CACHE_NONE] = FILE_STORE_NONE,
+		[VM_DISK_CACHE_WRITEBACK] = FILE_STORE_WRITEBACK,
+		[VM_DISK_CACHE_WRITETHROUGH] = FILE_STORE_WRITETHROUGH,
+		[VM_DISK_CACHE_DIRECTSYNC] = FILE_STORE_DIRECTSYNC,
+		[VM_DISK_CACHE_UNSAFE] = FILE_STORE_UNSAFE,
+	};
+
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		if (cfg->disks[i].type == VM_DISK_VOLUME && !strcmp(cfg->disks[i].volume, volume))
+			return map[cfg->disks[i].cache];
+	return FILE_STORE_WRITEBACK;
+}
+
+/*
+ * A store file that does not exist yet is created sparse at the size the
+ * layout needs (an empty one is grown to it): the volume then finds an
+ * all-zero header and formats it. An existing non-empty file or a device is
+ * left as it is — the volume decides whether it is ours.
+ */
+static int prepare_file(const char *path, uint64_t bytes, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size > 0))
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int open_local(struct volume_host *vh, unsigned vi, char *err, size_t errlen)
+{
+	const struct vm_volume *v = &vh->c.cfg->volumes[vi];
+	struct file_store_opts fo = { .cache = store_cache(vh->c.cfg, v->name) };
+	struct vlayout l;
+	char why[384];
+
+	if (vlayout_init(&l, v->size, v->chunk, v->replicas, v->nr_stores, why, sizeof(why))) {
+		snprintf(err, errlen, "%s:%ld: volume %s: %s", vh->c.cfg->source, v->line, v->name, why);
+		return -1;
+	}
+	for (unsigned s = 0; s < v->nr_stores; s++) {
+		const struct vm_volume_store *st = &v->stores[s];
+
+		if (st->node != vh->c.self)
+			continue;
+		if (prepare_file(st->path, vlayout_store_bytes(&l, s), why, sizeof(why)) ||
+		    file_store_open(st->path, &fo, &vh->local[vi][s], why, sizeof(why))) {
+			snprintf(err, errlen, "%s:%ld: volume %s, store %u: %s", vh->c.cfg->source,
+				 st->line, v->name, s, why);
+			return -1;
+		}
+		vh->nr_local++;
+	}
+	return 0;
+}
+
+int volume_host_create(struct volume_host **out, const struct volume_host_config *c,
+		       char *err, size_t errlen)
+{
+	struct volume_host *vh = calloc(1, sizeof(*vh));
+
+	*out = vh;
+	if (!vh) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	vh->c = *c;
+	for (unsigned vi = 0; vi < c->cfg->nr_volumes; vi++)
+		if (open_local(vh, vi, err, errlen))
+			return -1;
+	return 0;
+}
+
+bool volume_host_serves(const struct volume_host *vh)
+{
+	return vh && vh->nr_local && vh->c.self != vh->c.io_node;
+}
+
+static void store_name(char *buf, size_t len, const struct vm_volume *v, unsigned s)
+{
+	snprintf(buf, len, "%s/%u", v->name, s);
+}
+
+int volume_host_set_transport(struct volume_host *vh, store_send_fn send, void *ctx,
+			      char *err, size_t errlen)
+{
+	struct store_server_config sc = { .send = send_cb, .log = log_cb, .ctx = vh };
+	struct store_client_config cc = { .send = send_cb, .log = log_cb, .ctx = vh };
+	char why[256], name[STORE_MSG_NAME_MAX];
+
+	vh->send = send;
+	vh->send_ctx = ctx;
+	if (vh->c.self == vh->c.io_node) {
+		if (store_client_create(&vh->cli, &cc, why, sizeof(why))) {
+			snprintf(err, errlen, "volume stores: %s", why);
+			return -1;
+		}
+		return 0;
+	}
+	if (!vh->nr_local)
+		return 0;
+	if (store_server_create(&vh->srv, &sc, why, sizeof(why))) {
+		snprintf(err, errlen, "volume stores: %s", why);
+		return -1;
+	}
+	for (unsigned vi = 0; vi < vh->c.cfg->nr_volumes; vi++) {
+		const struct vm_volume *v = &vh->c.cfg->volumes[vi];
+
+		for (unsigned s = 0; s < v->nr_stores; s++) {
+			if (!vh->local[vi][s])
+				continue;
+			store_name(name, sizeof(name), v, s);
+			if (store_server_export(vh->srv, name, vh->local[vi][s])) {
+				snprintf(err, errlen, "volume %s: cannot serve store %u", v->name, s);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+void volume_host_receive(struct volume_host *vh, unsigned src, uint16_t type, uint64_t req_id,
+			 const void *payload, size_t len)
+{
+	if (type == STORE_MSG_REPLY) {
+		if (vh->cli)
+			store_client_receive(vh->cli, src, type, req_id, payload, len);
+		else
+			vh_log(vh, "dropped a store reply from node %u: this node asked nothing", src);
+		return;
+	}
+	if (vh->srv)
+		store_server_receive(vh->srv, src, type, req_id, payload, len);
+	else
+		vh_log(vh, "dropped a store request (type 0x%x) from node %u: this node serves no "
+		       "store", type, src);
+}
+
+void volume_host_peer_down(struct volume_host *vh, unsigned node)
+{
+	if (vh->cli)
+		store_client_peer_down(vh->cli, node);
+	if (vh->srv)
+		store_server_peer_down(vh->srv, node);
+}
+
+static unsigned volume_index(const struct volume_host *vh, const struct vm_volume *v)
+{
+	return (unsigned)(v - vh->c.cfg->volumes);
+}
+
+/* The stores of v: this node's directly, the others' through the client. */
+static int gather_stores(struct volume_host *vh, const struct vm_volume *v,
+			 struct blockdev **bds, unsigned *local, char *err, size_t errlen)
+{
+	unsigned vi = volume_index(vh, v);
+	char name[STORE_MSG_NAME_MAX], why[384];
+
+	*local = VOLUME_NO_LOCAL;
+	for (unsigned s = 0; s < v->nr_stores; s++) {
+		const struct vm_volume_store *st = &v->stores[s];
+
+		if (st->node == vh->c.self) {
+			bds[s] = vh->local[vi][s];
+			vh->local[vi][s] = NULL;
+			if (*local == VOLUME_NO_LOCAL)
+				*local = s;
+			continue;
+		}
+		store_name(name, sizeof(name), v, s);
+		if (!vh->cli || store_client_open(vh->cli, st->node, name, &bds[s], why, sizeof(why))) {
+			/* Opened later if it comes back: the volume runs degraded. */
+			vh_log(vh, "volume %s: store %u on node %u (%s) is not available: %s",
+			       v->name, s, st->node, st->path, vh->cli ? why : "no fabric");
+			bds[s] = NULL;
+		}
+	}
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+int volume_host_open(struct volume_host *vh, const struct vm_volume *v, struct volume **out,
+		     char *err, size_t errlen)
+{
+	struct blockdev *bds[VM_MAX_STORES] = { 0 };
+	const char *names[VM_MAX_STORES];
+	char labels[VM_MAX_STORES][96];
+	struct volume_config vc = {
+		.name = v->name, .size = v->size, .chunk_size = v->chunk,
+		.stores = v->nr_stores, .replicas = v->replicas, .store_names = names,
+		.log = log_cb, .log_ctx = vh,
+	};
+	unsigned local;
+	char why[512];
+
+	for (unsigned s = 0; s < v->nr_stores; s++) {
+		snprintf(labels[s], sizeof(labels[s]), "node %u:%s", v->stores[s].node,
+			 v->stores[s].path);
+		names[s] = labels[s];
+	}
+	if (gather_stores(vh, v, bds, &local, err, errlen))
+		return -1;
+	if (volume_open(&vc, bds, local, out, why, sizeof(why))) {
+		for (unsigned s = 0; s < v->nr_stores; s++)
+			blockdev_close(bds[s]);
+		snprintf(err, errlen, "%s:%ld: volume %s: %s", vh->c.cfg->source, v->line, v->name,
+			 why);
+		return -1;
+	}
+	return 0;
+}
+
+void volume_host_shutdown(struct volume_host *vh)
+{
+	if (vh->srv)
+		store_server_shutdown(vh->srv);
+	if (vh->cli)
+		store_client_shutdown(vh->cli);
+}
+
+void volume_host_destroy(struct volume_host *vh)
+{
+	if (!vh)
+		return;
+	volume_host_shutdown(vh);
+	if (vh->srv)
+		store_server_destroy(vh->srv);
+	if (vh->cli)
+		store_client_destroy(vh->cli);
+	/* The server only borrowed them. */
+	for (unsigned vi = 0; vi < VM_MAX_VOLUMES; vi++)
+		for (unsigned s = 0; s < VM_MAX_STORES; s++)
+			blockdev_close(vh->local[vi][s]);
+	free(vh);
+}
