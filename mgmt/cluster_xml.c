@@ -19,32 +19,7 @@
 #include <string.h>
 
 #include "mgmt/cluster_xml.h"
-#include "mgmt/xml_size.h"
-
-struct cx {
-	const char *file;
-	char *err;
-	size_t errlen;
-};
-
-static int cx_fail(struct cx *c, xmlNodePtr n, const char *fmt, ...)
-{
-	char msg[384];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(c->err, c->errlen, "%s:%ld: %s", c->file, n ? xmlGetLineNo(n) : 0L, msg);
-	return -1;
-}
-
-static bool in_ns(xmlNodePtr n, const char *name)
-{
-	return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-	       !strcmp((const char *)n->ns->href, VM_CLUSTER_NS) &&
-	       !strcmp((const char *)n->name, name);
-}
+#include "mgmt/metadata_xml.h"
 
 /* host:port with a port in 1..65535; [v6]:port is accepted too. */
 static bool address_ok(const char *a)
@@ -59,19 +34,19 @@ static bool address_ok(const char *a)
 	return *end == '\0' && end != colon + 1 && port > 0 && port < 65536;
 }
 
-static int size_attr(struct cx *c, xmlNodePtr n, const char *name, uint64_t *out)
+static int size_attr(struct meta_ctx *c, xmlNodePtr n, const char *name, uint64_t *out)
 {
 	xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
 	int rc = 0;
 
 	*out = 0;
 	if (v && xml_parse_size((const char *)v, out))
-		rc = cx_fail(c, n, "%s='%s' is not a size (e.g. 256MiB)", name, (const char *)v);
+		rc = meta_fail(c, n, "%s='%s' is not a size (e.g. 256MiB)", name, (const char *)v);
 	xmlFree(v);
 	return rc;
 }
 
-static int parse_node(struct cx *c, xmlNodePtr n, struct vm_cluster *out)
+static int parse_node(struct meta_ctx *c, xmlNodePtr n, struct vm_cluster *out)
 {
 	struct vm_cluster_node *node;
 	xmlChar *cell, *addr;
@@ -80,21 +55,21 @@ static int parse_node(struct cx *c, xmlNodePtr n, struct vm_cluster *out)
 	int rc = 0;
 
 	if (out->nr_nodes == VM_MAX_NODES)
-		return cx_fail(c, n, "more than %d <grappe:node> elements", VM_MAX_NODES);
+		return meta_fail(c, n, "more than %d <grappe:node> elements", VM_MAX_NODES);
 	node = &out->nodes[out->nr_nodes];
 	cell = xmlGetProp(n, (const xmlChar *)"cell");
 	addr = xmlGetProp(n, (const xmlChar *)"address");
 	if (!cell) {
-		rc = cx_fail(c, n, "<grappe:node> needs a cell attribute");
+		rc = meta_fail(c, n, "<grappe:node> needs a cell attribute");
 		goto out;
 	}
 	v = strtol((const char *)cell, &end, 10);
 	if (*end || end == (char *)cell || v < 0 || v >= VM_MAX_CELLS) {
-		rc = cx_fail(c, n, "cell='%s' is not a cell number", (const char *)cell);
+		rc = meta_fail(c, n, "cell='%s' is not a cell number", (const char *)cell);
 		goto out;
 	}
 	if (!addr || !address_ok((const char *)addr)) {
-		rc = cx_fail(c, n, "<grappe:node> needs address='host:port', got '%s'",
+		rc = meta_fail(c, n, "<grappe:node> needs address='host:port', got '%s'",
 			     addr ? (const char *)addr : "");
 		goto out;
 	}
@@ -107,11 +82,11 @@ static int parse_node(struct cx *c, xmlNodePtr n, struct vm_cluster *out)
 	}
 	for (unsigned i = 0; i < out->nr_nodes; i++) {
 		if (out->nodes[i].cell == node->cell) {
-			rc = cx_fail(c, n, "cell %u is given to two nodes", node->cell);
+			rc = meta_fail(c, n, "cell %u is given to two nodes", node->cell);
 			goto out;
 		}
 		if (!strcmp(out->nodes[i].address, node->address)) {
-			rc = cx_fail(c, n, "address %s is given to two nodes", node->address);
+			rc = meta_fail(c, n, "address %s is given to two nodes", node->address);
 			goto out;
 		}
 	}
@@ -122,7 +97,7 @@ out:
 	return rc;
 }
 
-static int parse_cluster_attrs(struct cx *c, xmlNodePtr n, const char *basedir,
+static int parse_cluster_attrs(struct meta_ctx *c, xmlNodePtr n, const char *basedir,
 			       struct vm_cluster *out)
 {
 	xmlChar *tr = xmlGetProp(n, (const xmlChar *)"transport");
@@ -131,18 +106,18 @@ static int parse_cluster_attrs(struct cx *c, xmlNodePtr n, const char *basedir,
 
 	snprintf(out->transport, sizeof(out->transport), "tcp");
 	if (tr && strcmp((const char *)tr, "tcp") != 0)
-		rc = cx_fail(c, n, "transport='%s' is not supported (tcp)", (const char *)tr);
+		rc = meta_fail(c, n, "transport='%s' is not supported (tcp)", (const char *)tr);
 	if (!rc && secret) {
 		const char *s = (const char *)secret;
 
 		if (!*s)
-			rc = cx_fail(c, n, "secret='' names no file");
+			rc = meta_fail(c, n, "secret='' names no file");
 		else if (s[0] == '/' || !basedir)
 			out->secret_path = strdup(s);
 		else if (asprintf(&out->secret_path, "%s/%s", basedir, s) < 0)
 			out->secret_path = NULL;
 		if (!rc && !out->secret_path)
-			rc = cx_fail(c, n, "out of memory");
+			rc = meta_fail(c, n, "out of memory");
 	}
 	xmlFree(tr);
 	xmlFree(secret);
@@ -152,14 +127,14 @@ static int parse_cluster_attrs(struct cx *c, xmlNodePtr n, const char *basedir,
 int cluster_xml_parse(xmlNodePtr metadata, const char *file, const char *basedir,
 		      struct vm_cluster *out, char *err, size_t errlen)
 {
-	struct cx c = { .file = file, .err = err, .errlen = errlen };
+	struct meta_ctx c = { .file = file, .err = err, .errlen = errlen };
 	xmlNodePtr cl = NULL;
 
 	for (xmlNodePtr n = metadata->children; n; n = n->next) {
-		if (!in_ns(n, "cluster"))
+		if (!meta_in_ns(n, "cluster"))
 			continue;
 		if (cl)
-			return cx_fail(&c, n, "a second <grappe:cluster> (first on line %ld)",
+			return meta_fail(&c, n, "a second <grappe:cluster> (first on line %ld)",
 				       xmlGetLineNo(cl));
 		cl = n;
 	}
@@ -172,13 +147,13 @@ int cluster_xml_parse(xmlNodePtr metadata, const char *file, const char *basedir
 	for (xmlNodePtr n = cl->children; n; n = n->next) {
 		if (n->type != XML_ELEMENT_NODE)
 			continue;
-		if (!in_ns(n, "node"))
-			return cx_fail(&c, n, "unexpected <%s> in <grappe:cluster>", (const char *)n->name);
+		if (!meta_in_ns(n, "node"))
+			return meta_fail(&c, n, "unexpected <%s> in <grappe:cluster>", (const char *)n->name);
 		if (parse_node(&c, n, out))
 			return -1;
 	}
 	if (!out->nr_nodes)
-		return cx_fail(&c, cl, "<grappe:cluster> lists no <grappe:node>");
+		return meta_fail(&c, cl, "<grappe:cluster> lists no <grappe:node>");
 	return 0;
 }
 

@@ -11,37 +11,11 @@
 #include <string.h>
 
 #include "mgmt/volume_xml.h"
-#include "mgmt/xml_size.h"
+#include "mgmt/metadata_xml.h"
 
 #define DEFAULT_CHUNK (1ULL << 20)
 #define MIN_CHUNK (64ULL << 10)
 #define MAX_CHUNK (64ULL << 20)
-
-struct vx {
-	const char *file;
-	const char *basedir;
-	char *err;
-	size_t errlen;
-};
-
-static int vx_fail(struct vx *c, xmlNodePtr n, const char *fmt, ...)
-{
-	char msg[384];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(c->err, c->errlen, "%s:%ld: %s", c->file, n ? xmlGetLineNo(n) : 0L, msg);
-	return -1;
-}
-
-static bool in_ns(xmlNodePtr n, const char *name)
-{
-	return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-	       !strcmp((const char *)n->ns->href, VM_CLUSTER_NS) &&
-	       !strcmp((const char *)n->name, name);
-}
 
 static bool name_ok(const char *s)
 {
@@ -56,7 +30,7 @@ static bool name_ok(const char *s)
 }
 
 /* An unsigned attribute in [lo, hi]; absent leaves *out alone. */
-static int uint_attr(struct vx *c, xmlNodePtr n, const char *name, unsigned lo, unsigned hi,
+static int uint_attr(struct meta_ctx *c, xmlNodePtr n, const char *name, unsigned lo, unsigned hi,
 		     unsigned *out)
 {
 	xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
@@ -69,25 +43,25 @@ static int uint_attr(struct vx *c, xmlNodePtr n, const char *name, unsigned lo, 
 	errno = 0;
 	x = strtol((const char *)v, &end, 10);
 	if (errno || *end || end == (char *)v || x < (long)lo || x > (long)hi)
-		rc = vx_fail(c, n, "%s='%s' is not a number in %u..%u", name, (const char *)v, lo, hi);
+		rc = meta_fail(c, n, "%s='%s' is not a number in %u..%u", name, (const char *)v, lo, hi);
 	else
 		*out = (unsigned)x;
 	xmlFree(v);
 	return rc;
 }
 
-static int size_attr(struct vx *c, xmlNodePtr n, const char *name, uint64_t *out)
+static int size_attr(struct meta_ctx *c, xmlNodePtr n, const char *name, uint64_t *out)
 {
 	xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
 	int rc = 0;
 
 	if (v && xml_parse_size((const char *)v, out))
-		rc = vx_fail(c, n, "%s='%s' is not a size (e.g. 4GiB)", name, (const char *)v);
+		rc = meta_fail(c, n, "%s='%s' is not a size (e.g. 4GiB)", name, (const char *)v);
 	xmlFree(v);
 	return rc;
 }
 
-static char *resolve_path(struct vx *c, const char *path)
+static char *resolve_path(struct meta_ctx *c, const char *path)
 {
 	char *out;
 
@@ -98,14 +72,14 @@ static char *resolve_path(struct vx *c, const char *path)
 	return out;
 }
 
-static int parse_store(struct vx *c, xmlNodePtr n, struct vm_volume *v)
+static int parse_store(struct meta_ctx *c, xmlNodePtr n, struct vm_volume *v)
 {
 	struct vm_volume_store *s;
 	xmlChar *path;
 	int rc = 0;
 
 	if (v->nr_stores == VM_MAX_STORES)
-		return vx_fail(c, n, "volume '%s' has more than %d stores", v->name, VM_MAX_STORES);
+		return meta_fail(c, n, "volume '%s' has more than %d stores", v->name, VM_MAX_STORES);
 	s = &v->stores[v->nr_stores];
 	memset(s, 0, sizeof(*s));
 	s->line = xmlGetLineNo(n);
@@ -113,27 +87,27 @@ static int parse_store(struct vx *c, xmlNodePtr n, struct vm_volume *v)
 		return -1;
 	path = xmlGetProp(n, (const xmlChar *)"path");
 	if (!path || !*path)
-		rc = vx_fail(c, n, "<grappe:store> needs path='FILE or DEVICE'");
+		rc = meta_fail(c, n, "<grappe:store> needs path='FILE or DEVICE'");
 	else if (!(s->path = resolve_path(c, (const char *)path)))
-		rc = vx_fail(c, n, "out of memory");
+		rc = meta_fail(c, n, "out of memory");
 	xmlFree(path);
 	if (rc)
 		return rc;
 	v->nr_stores++;
 	for (unsigned i = 0; i + 1 < v->nr_stores; i++)
 		if (!strcmp(v->stores[i].path, s->path) && v->stores[i].node == s->node)
-			return vx_fail(c, n, "store %s on node %u is listed twice (first on line %ld)",
+			return meta_fail(c, n, "store %s on node %u is listed twice (first on line %ld)",
 				       s->path, s->node, v->stores[i].line);
 	return 0;
 }
 
-static int volume_attrs(struct vx *c, xmlNodePtr n, struct vm_config *cfg, struct vm_volume *v)
+static int volume_attrs(struct meta_ctx *c, xmlNodePtr n, struct vm_config *cfg, struct vm_volume *v)
 {
 	xmlChar *name = xmlGetProp(n, (const xmlChar *)"name");
 	int rc = 0;
 
 	if (!name || !name_ok((const char *)name))
-		rc = vx_fail(c, n, "<grappe:volume> needs name= of 1 to %d characters a-z 0-9 - _, "
+		rc = meta_fail(c, n, "<grappe:volume> needs name= of 1 to %d characters a-z 0-9 - _, "
 			     "got '%s'", VM_VOLUME_NAME_MAX, name ? (const char *)name : "");
 	else
 		snprintf(v->name, sizeof(v->name), "%s", (const char *)name);
@@ -142,26 +116,26 @@ static int volume_attrs(struct vx *c, xmlNodePtr n, struct vm_config *cfg, struc
 		return rc;
 	for (unsigned i = 0; i < cfg->nr_volumes; i++)
 		if (&cfg->volumes[i] != v && !strcmp(cfg->volumes[i].name, v->name))
-			return vx_fail(c, n, "volume '%s' is defined twice (first on line %ld)",
+			return meta_fail(c, n, "volume '%s' is defined twice (first on line %ld)",
 				       v->name, cfg->volumes[i].line);
 	v->chunk = DEFAULT_CHUNK;
 	if (size_attr(c, n, "size", &v->size) || size_attr(c, n, "chunk", &v->chunk) ||
 	    uint_attr(c, n, "replicas", 1, VM_MAX_STORES, &v->replicas))
 		return -1;
 	if (!v->size || v->size % 4096)
-		return vx_fail(c, n, "volume '%s' needs size= a non-zero multiple of 4 KiB", v->name);
+		return meta_fail(c, n, "volume '%s' needs size= a non-zero multiple of 4 KiB", v->name);
 	if (v->chunk < MIN_CHUNK || v->chunk > MAX_CHUNK || (v->chunk & (v->chunk - 1)))
-		return vx_fail(c, n, "volume '%s': chunk= must be a power of two from 64KiB "
+		return meta_fail(c, n, "volume '%s': chunk= must be a power of two from 64KiB "
 			       "to 64MiB", v->name);
 	return 0;
 }
 
-static int parse_volume(struct vx *c, xmlNodePtr n, struct vm_config *cfg)
+static int parse_volume(struct meta_ctx *c, xmlNodePtr n, struct vm_config *cfg)
 {
 	struct vm_volume *v;
 
 	if (cfg->nr_volumes == VM_MAX_VOLUMES)
-		return vx_fail(c, n, "more than %d <grappe:volume> elements", VM_MAX_VOLUMES);
+		return meta_fail(c, n, "more than %d <grappe:volume> elements", VM_MAX_VOLUMES);
 	v = &cfg->volumes[cfg->nr_volumes++];
 	memset(v, 0, sizeof(*v));
 	v->line = xmlGetLineNo(n);
@@ -170,17 +144,17 @@ static int parse_volume(struct vx *c, xmlNodePtr n, struct vm_config *cfg)
 	for (xmlNodePtr s = n->children; s; s = s->next) {
 		if (s->type != XML_ELEMENT_NODE)
 			continue;
-		if (!in_ns(s, "store"))
-			return vx_fail(c, s, "unexpected <%s> in <grappe:volume>", (const char *)s->name);
+		if (!meta_in_ns(s, "store"))
+			return meta_fail(c, s, "unexpected <%s> in <grappe:volume>", (const char *)s->name);
 		if (parse_store(c, s, v))
 			return -1;
 	}
 	if (!v->nr_stores)
-		return vx_fail(c, n, "volume '%s' lists no <grappe:store>", v->name);
+		return meta_fail(c, n, "volume '%s' lists no <grappe:store>", v->name);
 	if (!v->replicas)
 		v->replicas = v->nr_stores < 2 ? 1 : 2;
 	if (v->replicas > v->nr_stores)
-		return vx_fail(c, n, "volume '%s': replicas=%u but only %u store(s)", v->name,
+		return meta_fail(c, n, "volume '%s': replicas=%u but only %u store(s)", v->name,
 			       v->replicas, v->nr_stores);
 	return 0;
 }
@@ -188,10 +162,10 @@ static int parse_volume(struct vx *c, xmlNodePtr n, struct vm_config *cfg)
 int volume_xml_parse(xmlNodePtr metadata, const char *file, const char *basedir,
 		     struct vm_config *cfg, char *err, size_t errlen)
 {
-	struct vx c = { .file = file, .basedir = basedir, .err = err, .errlen = errlen };
+	struct meta_ctx c = { .file = file, .basedir = basedir, .err = err, .errlen = errlen };
 
 	for (xmlNodePtr n = metadata->children; n; n = n->next)
-		if (in_ns(n, "volume") && parse_volume(&c, n, cfg))
+		if (meta_in_ns(n, "volume") && parse_volume(&c, n, cfg))
 			return -1;
 	return 0;
 }

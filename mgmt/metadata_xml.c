@@ -1,9 +1,33 @@
 // SPDX-License-Identifier: MIT
+/* Shared by the readers of grappe's elements in <metadata>: see metadata_xml.h. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <strings.h>
 
-#include "mgmt/xml_size.h"
+#include "mgmt/metadata_xml.h"
+#include "vmm/vm_config.h"
+
+int meta_fail(struct meta_ctx *c, xmlNodePtr n, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->err, c->errlen, "%s:%ld: %s", c->file, n ? xmlGetLineNo(n) : 0L, msg);
+	return -1;
+}
+
+bool meta_in_ns(xmlNodePtr n, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
+	       !strcmp((const char *)n->ns->href, VM_CLUSTER_NS) &&
+	       !strcmp((const char *)n->name, name);
+}
 
 int xml_parse_size(const char *s, uint64_t *out)
 {
