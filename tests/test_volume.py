@@ -127,7 +127,9 @@ class FlakyStore:
         self.name = f"grappe-test-{os.getpid()}-{name}"
         self.sectors = (mib << 20) // 512
         dm("create", self.name, "--table", self.linear())
-        self.dev = f"/dev/mapper/{self.name}"
+        # Without udev there is no /dev/mapper/NAME; devtmpfs has /dev/dm-MINOR.
+        minor = dm("info", "-c", "--noheadings", "-o", "minor", self.name).strip()
+        self.dev = f"/dev/dm-{minor}"
 
     def linear(self):
         return f"0 {self.sectors} linear {self.loop} 0"
@@ -185,7 +187,10 @@ def test_store_fails_and_returns(tmp_path, kvm, guest_image, monkeypatch):
             t0 = time.monotonic()
             while marker not in out:
                 assert time.monotonic() - t0 < seconds, out[-3000:]
-                assert p.poll() is None, out[-3000:]
+                if p.poll() is not None:
+                    pytest.fail(f"grappe exited ({p.returncode}) waiting for {marker}:\n"
+                                f"{out[-3000:].decode(errors='replace')}\n"
+                                f"{p.stderr.read().decode(errors='replace')[-3000:]}")
                 chunk = p.stdout.read()
                 if chunk:
                     out += chunk
