@@ -119,7 +119,7 @@ guest: all
 
 # Everything that boots a guest runs inside the lab (docs/testing.md).
 system-check: all guest
-	ci/lab --cpus 1 --timeout 1500 -- python3 -m pytest -q tests/
+	ci/lab --cpus 1 --timeout 2400 -- python3 -m pytest -q tests/
 
 check: deps all unit-check fuzz-check model-check system-check
 

@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import re
 import time
 
 import pytest
@@ -75,3 +76,73 @@ def test_node_killed_stops_cluster(tmp_path, kvm, guest_image):
     assert p.returncode != 0, err
     assert "node 1" in err, err
     assert stopped_in < 30, stopped_in
+
+
+def test_nodes_started_by_hand(tmp_path, kvm, guest_image):
+    """What an operator does on two hosts: each host (here a network
+    namespace this test makes, joined by a veth pair) runs
+    `grappe-node --listen ADDR --secret FILE VM.xml` with the same XML and
+    secret; the nodes find each other, the guest boots over both, and a
+    third process with the wrong secret is refused and changes nothing."""
+    tag = f"gt{os.getpid() % 100000}"
+    ns = [f"{tag}-a", f"{tag}-b"]
+    subnet = f"10.214.{os.getpid() % 250}"
+    addr = [f"{subnet}.1", f"{subnet}.2"]
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    key = os.path.join(str(tmp_path), "cluster.key")
+    with open(key, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(key, 0o600)        # grappe-node refuses a secret others can read
+    xml = domain_xml(vcpus=2, cells=2, mem_mib=512, cmdline="grappe.test=smp")
+    xml = xml.replace("</domain>", "<metadata><grappe:cluster xmlns:grappe='urn:grappe:cluster:1' "
+                      f"secret='{key}'><grappe:node cell='0' address='{addr[0]}:7100'/>"
+                      f"<grappe:node cell='1' address='{addr[1]}:7100'/></grappe:cluster>"
+                      "</metadata></domain>")
+    path = write_xml(tmp_path, xml)
+    node_bin = os.path.join(os.path.dirname(GRAPPE), "grappe-node")
+    procs = []
+    try:
+        for n in ns:
+            ip("netns", "add", n)
+        ip("link", "add", f"{tag}-0", "type", "veth", "peer", "name", f"{tag}-1")
+        for i, n in enumerate(ns):
+            ip("link", "set", f"{tag}-{i}", "netns", n)
+            ip("-n", n, "addr", "add", f"{addr[i]}/24", "dev", f"{tag}-{i}")
+            ip("-n", n, "link", "set", f"{tag}-{i}", "up")
+            ip("-n", n, "link", "set", "lo", "up")
+        # Node 1 first: nodes may start in any order.
+        for i in (1, 0):
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns[i], node_bin, "--listen", f"{addr[i]}:7100",
+                 "--secret", key, path], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        # An intruder with another secret, posing as node 1 from node 1's host.
+        bad = os.path.join(str(tmp_path), "bad.key")
+        with open(bad, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(bad, 0o600)
+        intruder = subprocess.run(
+            ["ip", "netns", "exec", ns[1], "timeout", "20", node_bin, "--node", "1",
+             "--peer", f"1={addr[1]}:7101", "--secret", bad, path],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        assert intruder.returncode != 0, intruder
+        out0, err0 = procs[1].communicate(timeout=900)
+        out1, err1 = procs[0].communicate(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for n in ns:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+    console = out0.decode(errors="replace")
+    assert "GRAPPE-GUEST: cpus=2 nodes=2" in console, console[-3000:] + err0.decode()[-3000:]
+    assert "GRAPPE-GUEST: smp PASS" in console, console[-3000:]
+    assert procs[1].returncode == 0, err0.decode()[-3000:]
+    assert procs[0].returncode == 0, err1.decode()[-3000:]
+    # The real nodes saw the intruder's handshake fail and kept going.
+    errs = err0.decode(errors="replace") + err1.decode(errors="replace")
+    assert re.search(r"refus|authenticat|handshake", errs), errs[-3000:]
