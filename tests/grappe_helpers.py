@@ -13,7 +13,21 @@ KERNEL = os.path.join(ROOT, "build", "guest", "vmlinuz")
 INITRD = os.path.join(ROOT, "build", "guest", "initramfs.gz")
 
 
-def cells_xml(vcpus, cells, mem_mib):
+# Between cells on different nodes a page costs a hundred times a local one:
+# the SLIT says so (docs/cluster.md, "Recommended guest settings"). Above
+# Linux's RECLAIM_DISTANCE (30) the guest's scheduler stops spreading forks,
+# execs and wake-ups over cells, which keeps tasks near their memory.
+CLUSTER_DISTANCE = 40
+
+
+def cluster_cmdline(vcpus):
+    """The guest command line recommended for a cluster (docs/cluster.md)."""
+    rest = f"1-{vcpus - 1}" if vcpus > 2 else "1"
+    extra = f" nohz_full={rest} rcu_nocbs={rest}" if vcpus > 1 else ""
+    return "nokaslr" + extra
+
+
+def cells_xml(vcpus, cells, mem_mib, remote=20):
     """A <cpu><numa> block splitting vCPUs and memory evenly over cells."""
     if cells <= 1:
         return ""
@@ -22,7 +36,7 @@ def cells_xml(vcpus, cells, mem_mib):
     for c in range(cells):
         cpus = [i for i in range(vcpus) if i * cells // vcpus == c]
         dist = "".join(
-            f"<sibling id='{d}' value='{10 if d == c else 20}'/>" for d in range(cells))
+            f"<sibling id='{d}' value='{10 if d == c else remote}'/>" for d in range(cells))
         cpus_attr = f" cpus='{cpus[0]}-{cpus[-1]}'" if cpus else ""
         out.append(f"<cell id='{c}'{cpus_attr} memory='{per_mem}' unit='MiB'>"
                    f"<distances>{dist}</distances></cell>")
@@ -74,7 +88,7 @@ def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
             <initrd>{INITRD}</initrd>
             <cmdline>{cmd}</cmdline>
           </os>
-          {cells_xml(vcpus, cells, mem_mib)}
+          {cells_xml(vcpus, cells, mem_mib, CLUSTER_DISTANCE if nodes > 1 else 20)}
           <on_poweroff>destroy</on_poweroff>
           <on_reboot>destroy</on_reboot>
           <on_crash>{on_crash}</on_crash>
