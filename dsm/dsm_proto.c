@@ -356,7 +356,7 @@ static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 	uint64_t last = atomic_exchange(&n->ra_last, p);
 	unsigned w = atomic_load(&n->ra_window), sent = 0;
 
-	if (last + 1 != p) {
+	if (last == UINT64_MAX || last + 1 != p) {
 		atomic_store(&n->ra_window, 2);
 		return;
 	}
@@ -1533,6 +1533,7 @@ int dsm_proto_init(struct dsm_node *n)
 	pthread_mutex_init(&n->cache_lock, NULL);
 	pthread_mutex_init(&n->defer_lock, NULL);
 	pthread_mutex_init(&n->lost_lock, NULL);
+	atomic_store(&n->ra_last, UINT64_MAX);
 	if (n->cfg.hold_us) {
 		n->hold_ns = (uint64_t)n->cfg.hold_us * 1000;
 		n->hold_max_ns = (uint64_t)n->cfg.hold_max_us * 1000;

@@ -13,6 +13,8 @@
 #   grappe.test=shell    a shell on the console; power off when it exits
 #   grappe.smpargs=A,B   extra smpcheck arguments, comma separated
 #                        (e.g. grappe.smpargs=--iters=1000,--mib=1)
+#   grappe.test=memtouch write a pattern over grappe.memmib=N MiB (default 64) and
+#                        verify it (guest-tools/memtouch.c): "GRAPPE-GUEST: memtouch PASS"
 #   grappe.nopoweroff=1  stay up (halt loop) instead of powering off
 #   grappe.test=disk     [disks] ext4 on /dev/vda (files + checksums, remount, check),
 #                        then blkcheck stamp + random I/O on the raw device after it:
@@ -204,6 +206,11 @@ case "$test" in
             why=$(grep 'smpcheck FAIL' /tmp/smp.log | tail -n 1 | sed 's/.*smpcheck FAIL //')
             echo "GRAPPE-GUEST: smp FAIL rc=$rc ${why:-no reason printed}"
         fi
+        ;;
+    memtouch)
+        mib=$(param grappe.memmib)
+        # memtouch prints its own PASS/FAIL line; a crash shows as rc
+        memtouch --mib="${mib:-64}" || echo "GRAPPE-GUEST: memtouch FAIL rc=$?"
         ;;
     panic)
         echo "GRAPPE-GUEST: panic now"

@@ -20,11 +20,22 @@ INITRD = os.path.join(ROOT, "build", "guest", "initramfs.gz")
 CLUSTER_DISTANCE = 40
 
 
-def cluster_cmdline(vcpus):
-    """The guest command line recommended for a cluster (docs/cluster.md)."""
-    rest = f"1-{vcpus - 1}" if vcpus > 2 else "1"
-    extra = f" nohz_full={rest} rcu_nocbs={rest}" if vcpus > 1 else ""
-    return "nokaslr" + extra
+def cluster_cmdline(vcpus, nodes):
+    """The guest command line recommended for a cluster (docs/cluster.md):
+    the CPUs of nodes other than the I/O node (node 0) run what is placed on
+    them, without the scheduler's balancing, ticks or RCU callbacks."""
+    first = next(i for i in range(vcpus) if i * nodes // vcpus > 0) if nodes > 1 else vcpus
+    out = "nokaslr numa_balancing=disable"
+    if first < vcpus:
+        cpus = f"{first}-{vcpus - 1}" if first < vcpus - 1 else f"{first}"
+        out += f" isolcpus={cpus} nohz_full={cpus} rcu_nocbs={cpus}"
+    return out
+
+
+# smpcheck sized for memory that moves between nodes at a few hundred pages
+# a second (the lab: nested, emulated): the checks are the same, with less
+# data (docs/testing.md).
+CLUSTER_SMPARGS = "grappe.smpargs=--mib=1,--timeout=400"
 
 
 def cells_xml(vcpus, cells, mem_mib, remote=20):

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from grappe_helpers import (GRAPPE, Run, children, cluster_cmdline, domain_xml, run_grappe,
-                             write_xml)
+from grappe_helpers import (CLUSTER_SMPARGS, GRAPPE, Run, children, cluster_cmdline, domain_xml,
+                             run_grappe, write_xml)
 
 # Guest RAM is kept coherent by the DSM (docs/dsm.md), as for real hosts;
 # the guest gets the command line recommended for clusters (docs/cluster.md).
@@ -18,7 +18,7 @@ def test_cluster_smp(tmp_path, kvm, guest_image, nodes, vcpus):
     """Every CPU and one NUMA node per cell; smpcheck pins threads on CPUs of
     different nodes (message passing, a pipe, ping-pong, false sharing)."""
     xml = domain_xml(vcpus=vcpus, cells=nodes, nodes=nodes, mem_mib=256 * nodes,
-                     cmdline=f"grappe.test=smp {cluster_cmdline(vcpus)}")
+                     cmdline=f"grappe.test=smp {CLUSTER_SMPARGS} {cluster_cmdline(vcpus, nodes)}")
     r = run_grappe(tmp_path, xml, timeout=900)
     lines = r.guest_lines()
     assert f"GRAPPE-GUEST: cpus={vcpus} nodes={nodes}" in lines, r
@@ -29,7 +29,7 @@ def test_cluster_smp(tmp_path, kvm, guest_image, nodes, vcpus):
 def test_cluster_netns(tmp_path, kvm, guest_image):
     """Each node in its own network namespace, joined by veth and a bridge."""
     xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512,
-                     cmdline=f"grappe.test=smp {cluster_cmdline(2)}")
+                     cmdline=f"grappe.test=smp {CLUSTER_SMPARGS} {cluster_cmdline(2, 2)}")
     r = run_grappe(tmp_path, xml, timeout=900, args=("run", "--netns"))
     assert "GRAPPE-GUEST: smp PASS" in r.guest_lines(), r
     assert r.rc == 0, r
@@ -41,7 +41,7 @@ def test_cluster_netns(tmp_path, kvm, guest_image):
 def test_node_killed_stops_cluster(tmp_path, kvm, guest_image):
     """Kill a node mid-run: the others stop the guest, naming it, within seconds."""
     xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512,
-                     cmdline=f"grappe.test=info grappe.nopoweroff=1 {cluster_cmdline(2)}")
+                     cmdline=f"grappe.test=info grappe.nopoweroff=1 {cluster_cmdline(2, 2)}")
     path = write_xml(tmp_path, xml)
     t0 = time.monotonic()
     p = subprocess.Popen([GRAPPE, "run", path], stdin=subprocess.DEVNULL,
