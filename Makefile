@@ -96,6 +96,8 @@ unit-check: $(TESTS) $(B)/bin/dsm-stress
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
 	@echo "== dsm-stress: node processes sharing pages, tiny caches"
 	$(B)/bin/dsm-stress --seconds 5
+	@echo "== dsm-stress: the same with holds and bursts (what the VMM runs)"
+	$(B)/bin/dsm-stress --seconds 5 --hold 200 --hold-max 5000
 
 FUZZ_SECONDS ?= 20
 fuzz-check: $(FUZZERS)

@@ -33,6 +33,11 @@ uint64_t dsm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t dsm_node_now(struct dsm_node *n)
+{
+	return n->cfg.clock_ns ? n->cfg.clock_ns(n->cfg.cb_ctx) : dsm_now_ns();
+}
+
 static void vlog(struct dsm_node *n, const char *fmt, va_list ap)
 {
 	char buf[320];
@@ -254,8 +259,12 @@ static void *handler_main(void *arg)
 	uint64_t pending_since = 0, now, slept, wait, kick;
 	struct uffd_msg msgs[16];
 	bool spinning = false;
+	char name[16];
 	ssize_t r;
 
+	/* named, so that a scheduler trace or top shows who runs */
+	snprintf(name, sizeof(name), "dsm%u.%u", n->self, ((struct handler_arg *)arg)->index);
+	pthread_setname_np(pthread_self(), name);
 	free(arg);
 	sp.cur = sp.max;
 	while (!atomic_load(&n->stopped)) {
@@ -618,6 +627,19 @@ void dsm_engine_kick(struct dsm_node *n)
 		dsm_log(n, "eventfd write: %s", strerror(errno));
 }
 
+void dsm_node_idle(struct dsm_node *n, bool idle)
+{
+	if (atomic_exchange(&n->idle, idle) == idle || !idle)
+		return;
+	dsm_proto_release_holds(n);
+}
+
+void dsm_node_yield(struct dsm_node *n)
+{
+	dsm_count(&n->c.yields, 1);
+	dsm_proto_release_holds(n);
+}
+
 void dsm_node_fail(struct dsm_node *n, const char *why)
 {
 	dsm_fail(n, "%s", why);
@@ -721,7 +743,15 @@ void dsm_node_stats(struct dsm_node *n, struct dsm_stats *st)
 	st->evict_m = LD(evict_m);
 	st->queued = LD(queued);
 	st->held_back = LD(held_back);
+	st->refetched = LD(refetched);
+	st->bursts = LD(bursts);
+	st->yields = LD(yields);
+	st->readahead = LD(readahead);
+	st->burst_grants = LD(burst_grants);
 	st->cache_max = LD(cache_max);
+	st->fetch_ns = atomic_load(&n->fetch_ns);
+	st->fetch_samples = atomic_load(&n->fetch_samples);
+	dsm_proto_hold_params(n, &st->hold_ext_ns, &st->hold_burst_ns);
 	st->cache_held = atomic_load(&n->held);
 	st->in_flight = atomic_load(&n->in_flight);
 	/* racy reads of counters that only grow: good enough for a report */
@@ -753,6 +783,12 @@ int dsm_stats_format(const struct dsm_stats *st, char *buf, size_t len)
 	    (unsigned long long)st->msgs_tx, (unsigned long long)st->msgs_rx,
 	    (unsigned long long)st->bytes_tx, (unsigned long long)st->bytes_rx,
 	    (unsigned long long)st->pages_tx, (unsigned long long)st->pages_rx);
+	OUT("bursts %llu grants %llu hold ext %llu us burst %llu us fetch %llu us (%llu samples) "
+	    "refetched %llu readahead %llu\n", (unsigned long long)st->bursts,
+	    (unsigned long long)st->burst_grants,
+	    (unsigned long long)st->hold_ext_ns / 1000, (unsigned long long)st->hold_burst_ns / 1000,
+	    (unsigned long long)st->fetch_ns / 1000, (unsigned long long)st->fetch_samples,
+	    (unsigned long long)st->refetched, (unsigned long long)st->readahead);
 	OUT("inv sent %llu dropped %llu evict s %llu m %llu queued %llu held_back %llu cache %llu "
 	    "max %llu in_flight %llu\n",
 	    (unsigned long long)st->inv_sent, (unsigned long long)st->inv_dropped,

@@ -93,6 +93,22 @@ struct dsm_config {
 	 */
 	unsigned hold_us;
 	/*
+	 * Bursts (docs/dsm.md, "Holding"): one access may need several pages
+	 * at once (a guest page walk under nested paging needs every level of
+	 * the guest's page table writable on this node, then the data page).
+	 * So the pages that arrived from other nodes are held together: each
+	 * remote grant extends the hold of all of them by a few fetch times,
+	 * for at most a burst. Both are sized from this node's measured fetch
+	 * latency (a decaying minimum, so that time spent held elsewhere does
+	 * not inflate it): extension 3x, burst 20x, within [hold_us,
+	 * hold_max_us]. 0: hold_max_us = hold_us (fixed holds).
+	 */
+	unsigned hold_max_us;
+	/* A burst lasts at least this many fetch times per page it gathered; 0: 2. */
+	unsigned hold_factor;
+	/* Tests: the engine's clock for holds (ns); NULL: CLOCK_MONOTONIC. */
+	uint64_t (*clock_ns)(void *ctx);
+	/*
 	 * The node cannot go on (a peer holding pages is down, a peer broke
 	 * the protocol, a timeout): called once, on some engine or transport
 	 * thread. Afterwards guest memory is plain memory: every blocked and
@@ -164,6 +180,19 @@ void dsm_peer_down(struct dsm_node *n, unsigned peer, const char *why);
  * with dsm_mem_ops, the caller must.
  */
 uint64_t dsm_node_tick(struct dsm_node *n);
+/*
+ * The VMM's hint: no thread of this node will touch guest memory for a
+ * while (every vCPU sleeps on HLT), or one will again. While idle the node
+ * holds nothing: what other nodes asked for goes at once, and the current
+ * burst ends (a fresh grant starts the next).
+ */
+void dsm_node_idle(struct dsm_node *n, bool idle);
+/*
+ * The VMM's hint: another node has to run now (this node sent it an
+ * interrupt, and often waits for the answer): the current burst ends, and
+ * what other nodes asked for goes at once.
+ */
+void dsm_node_yield(struct dsm_node *n);
 /* Fails the node by hand (e.g. the VMM is tearing down after an error). */
 void dsm_node_fail(struct dsm_node *n, const char *why);
 bool dsm_node_failed(const struct dsm_node *n);
@@ -214,6 +243,13 @@ struct dsm_stats {
 	uint64_t evict_s, evict_m;    /* evictions: silent (S), PUT_M (M) */
 	uint64_t queued;              /* requests that waited behind a busy entry */
 	uint64_t held_back;           /* messages and requests deferred by hold_us */
+	uint64_t hold_ext_ns, hold_burst_ns;   /* current hold extension and burst length */
+	uint64_t fetch_ns;            /* estimated remote fetch latency (decaying minimum) */
+	uint64_t fetch_samples;       /* fetches measured */
+	uint64_t refetched;           /* requests for pages of the previous burst, sent together */
+	uint64_t bursts, burst_grants;  /* bursts begun; grants from other nodes (pages per burst) */
+	uint64_t yields;              /* dsm_node_yield */
+	uint64_t readahead;           /* requests sent ahead of sequential misses */
 	uint64_t cache_held, cache_max;   /* other cells' pages held now / at most */
 	uint64_t in_flight;           /* requests of this node not answered yet */
 	/* The pages that moved (to or from this node) most often. */

@@ -78,7 +78,10 @@ struct dsm_putm {
  */
 #define DSM_HOLD_SLOTS 4096
 struct dsm_hold {
-	uint64_t page, at_ns;
+	uint64_t page;
+	uint64_t at_ns;                /* granted (0: not yet) */
+	uint64_t sent_ns;              /* requested from another node (0: no) */
+	bool remote;                   /* the grant needed another node: part of a burst */
 };
 
 /* Work held back until due: a message that would take a fresh page away, or a hold's end. */
@@ -99,6 +102,7 @@ struct dsm_out {
 	uint8_t page[];                /* when dsm_msg_has_page */
 };
 
+#define DSM_LOST_MAX 64             /* pages refetched together after a burst */
 #define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
 
 struct dsm_own_range {
@@ -112,7 +116,8 @@ struct dsm_counters {
 	_Atomic uint64_t fault_joined, fault_spurious;
 	_Atomic uint64_t msgs_tx, msgs_rx, bytes_tx, bytes_rx, pages_tx, pages_rx;
 	_Atomic uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
-	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued, held_back;
+	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued, held_back, refetched;
+	_Atomic uint64_t bursts, burst_grants, yields, readahead;
 	_Atomic uint64_t cache_max;
 };
 
@@ -146,8 +151,29 @@ struct dsm_node {
 	size_t ring_cap, ring_head, ring_len;
 	_Atomic uint64_t held;                 /* other cells' pages held or in flight */
 
-	uint64_t hold_ns;
+	uint64_t hold_ns, hold_max_ns;         /* bounds of a hold */
 	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
+	/* the current burst of remote grants: first and latest grant (hold_max_us) */
+	_Atomic uint64_t burst_start, burst_last, burst_pages;
+	_Atomic bool idle;                     /* dsm_node_idle */
+	_Atomic uint64_t fetch_ns;             /* decaying minimum of fetch latency */
+	_Atomic uint64_t fetch_samples;
+	uint64_t fetch_win_n, fetch_win_cur, fetch_win_prev;   /* lost_lock */
+	/*
+	 * Pages of the latest burst that other nodes took away: asked for
+	 * again, all at once, with the next fault that goes to another node
+	 * (the rest of a contended working set, e.g. the levels of the guest's
+	 * page table that a walk needs after the first one).
+	 */
+	/*
+	 * Read-ahead: the last page a fault asked another node for, and how
+	 * far ahead to ask while misses are sequential (racy, a hint).
+	 */
+	_Atomic uint64_t ra_last;
+	_Atomic unsigned ra_window;
+	pthread_mutex_t lost_lock;             /* after a page lock */
+	struct { uint64_t page; bool write; } lost[DSM_LOST_MAX];
+	unsigned nr_lost;
 	pthread_mutex_t defer_lock;            /* after a page lock */
 	struct dsm_defer *defer_head, *defer_tail;
 
@@ -171,6 +197,8 @@ static inline void dsm_count(_Atomic uint64_t *c, uint64_t v)
 }
 
 uint64_t dsm_now_ns(void);
+/* The clock of holds: cfg.clock_ns (tests) or dsm_now_ns. */
+uint64_t dsm_node_now(struct dsm_node *n);
 void dsm_log(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Fails the node (idempotent): on_fatal, then guest memory becomes plain memory. */
 void dsm_fail(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -194,5 +222,9 @@ void dsm_proto_dump(struct dsm_node *n);
 /* Runs the deferred work that is due; returns ns until the next, or UINT64_MAX. */
 uint64_t dsm_proto_tick(struct dsm_node *n);
 bool dsm_page_is_zero(const void *page);
+/* dsm_node_idle(n, true): every hold ends now. */
+void dsm_proto_release_holds(struct dsm_node *n);
+/* The current hold extension and burst length (0, 0 without holds). */
+void dsm_proto_hold_params(struct dsm_node *n, uint64_t *ext, uint64_t *burst);
 
 #endif

@@ -140,32 +140,263 @@ static void moved(struct dsm_node *n, uint64_t p)
 		n->pages[p].moves++;
 }
 
-/* ---- holding a fresh grant (hold_us) ---- */
+/* ---- holding a fresh grant (hold_us, hold_max_us) ---- */
 
 /*
  * A page just granted here for a fault: the faulting thread must get to
  * use it before another node's request takes it away again, or two nodes
  * writing one page can take it from each other forever (KVM retries its
- * access only after it is woken). So what would take it away within
- * hold_ns is deferred: never by blocking a thread.
+ * access only after it is woken). So what would take it away within its
+ * hold is deferred: never by blocking a thread.
+ *
+ * One access may need several pages at once: under nested paging a guest
+ * page walk needs every level of the guest's page table writable on this
+ * node (the walk is a write for NPT/EPT), then the data page, and it
+ * starts again from the top if any level went away meanwhile. A hold per
+ * page that ends before the next level arrives lets two nodes that walk
+ * the same tables take them from each other forever (seen in the lab:
+ * thousands of moves per second, no guest progress). So the pages that
+ * came from other nodes are held together, as a burst: every remote grant
+ * extends the hold of all of them by ext, and a burst ends at the latest
+ * burst after it began, so that the other nodes get their turn.
  */
-static void hold_mark(struct dsm_node *n, uint64_t p)
+
+/* ext and burst, from the measured fetch latency, within [hold_ns, hold_max_ns]. */
+static uint64_t clamp_hold(struct dsm_node *n, uint64_t v, uint64_t lo)
 {
-	if (n->hold)
-		n->hold[p & (DSM_HOLD_SLOTS - 1)] = (struct dsm_hold){ p, dsm_now_ns() };
+	return v < lo ? lo : v > n->hold_max_ns ? n->hold_max_ns : v;
 }
 
-/* When p's hold ends, or 0 if it is not held. */
+static uint64_t hold_ext(struct dsm_node *n)
+{
+	return clamp_hold(n, 3 * atomic_load_explicit(&n->fetch_ns, memory_order_relaxed),
+			  n->hold_ns);
+}
+
+static uint64_t hold_burst(struct dsm_node *n)
+{
+	(void)n;
+	return n->hold_max_ns;
+}
+
+/*
+ * A burst ends ext after its latest grant, or later when gathering its
+ * pages cost more: twice the time it took, or twice a fetch per page it
+ * holds (a node that paid for many transfers gets to use them; where the
+ * host has fewer cores than busy threads, a transfer is CPU time the guest
+ * does not get) — and at most burst after it began.
+ */
+static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
+{
+	uint64_t ext = hold_ext(n), gather = last > start ? 2 * (last - start) : 0;
+	uint64_t cost = (n->cfg.hold_factor ? n->cfg.hold_factor : 2) *
+			atomic_load_explicit(&n->burst_pages, memory_order_relaxed) *
+			atomic_load_explicit(&n->fetch_ns, memory_order_relaxed);
+	uint64_t a, b;
+
+	if (gather > ext)
+		ext = gather;
+	if (cost > ext)
+		ext = cost;
+	a = start + hold_burst(n);
+	b = last + ext;
+	return a < b ? a : b;
+}
+
+/*
+ * A fetch took d ns. The estimate is the least of the last 64 to 128
+ * fetches (a windowed minimum): a fetch that waited for another node's
+ * hold must not lengthen our holds (which would lengthen theirs in turn),
+ * and at the start of each turn some fetches find the page free.
+ */
+static void fetch_sample(struct dsm_node *n, uint64_t d)
+{
+	uint64_t k, cur;
+
+	if (d < 1000)
+		return;
+	pthread_mutex_lock(&n->lost_lock);
+	k = n->fetch_win_n++;
+	if (!(k & 63)) {                /* a new window: the previous one still counts */
+		n->fetch_win_prev = k ? n->fetch_win_cur : UINT64_MAX;
+		n->fetch_win_cur = UINT64_MAX;
+	}
+	if (d < n->fetch_win_cur)
+		n->fetch_win_cur = d;
+	cur = n->fetch_win_cur < n->fetch_win_prev ? n->fetch_win_cur : n->fetch_win_prev;
+	atomic_store_explicit(&n->fetch_ns, cur, memory_order_relaxed);
+	pthread_mutex_unlock(&n->lost_lock);
+	dsm_count(&n->fetch_samples, 1);
+}
+
+/* A request for p went to another node (for the fetch latency). Under p's lock. */
+static void hold_sent(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_hold *h;
+
+	if (!n->hold)
+		return;
+	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
+	if (h->page != p)
+		*h = (struct dsm_hold){ .page = p };
+	h->sent_ns = dsm_node_now(n);
+}
+
+/* p was granted here for a fault; remote: it took messages. Under p's lock. */
+static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
+{
+	struct dsm_hold *h;
+	uint64_t now, start;
+
+	if (!n->hold)
+		return;
+	now = dsm_node_now(n);
+	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
+	if (remote && h->page == p && h->sent_ns && now > h->sent_ns)
+		fetch_sample(n, now - h->sent_ns);
+	*h = (struct dsm_hold){ .page = p, .at_ns = now, .remote = remote };
+	if (!remote)
+		return;
+	/* racy between stripes, harmlessly: a burst may start twice at once */
+	start = atomic_load(&n->burst_start);
+	if (!start || now < start || now >= burst_end(n, start, atomic_load(&n->burst_last))) {
+		atomic_store(&n->burst_start, now);
+		atomic_store(&n->burst_pages, 0);
+		dsm_count(&n->c.bursts, 1);
+	}
+	atomic_fetch_add(&n->burst_pages, 1);
+	dsm_count(&n->c.burst_grants, 1);
+	atomic_store(&n->burst_last, now);
+}
+
+void dsm_proto_release_holds(struct dsm_node *n)
+{
+	struct dsm_defer *e;
+
+	if (!n->hold)
+		return;
+	/* the pages of the current burst are not held any more (at < start) */
+	atomic_store(&n->burst_start, dsm_node_now(n) + 1);
+	pthread_mutex_lock(&n->defer_lock);
+	for (e = n->defer_head; e; e = e->next)
+		e->due_ns = 0;
+	pthread_mutex_unlock(&n->defer_lock);
+	dsm_engine_kick(n);
+}
+
+void dsm_proto_hold_params(struct dsm_node *n, uint64_t *ext, uint64_t *burst)
+{
+	*ext = n->hold ? hold_ext(n) : 0;
+	*burst = n->hold ? hold_burst(n) : 0;
+}
+
+/* p arrived for this node's latest burst (held or not any more). Under p's lock. */
+static bool in_burst(struct dsm_node *n, uint64_t p)
+{
+	struct dsm_hold *h;
+
+	if (!n->hold || n->hold_max_ns == n->hold_ns)
+		return false;
+	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
+	return h->page == p && h->remote && h->at_ns && h->at_ns >= atomic_load(&n->burst_start);
+}
+
+/* Another node takes p, which this node needed lately: ask for it again later. */
+static void lost(struct dsm_node *n, uint64_t p, bool write)
+{
+	if (!in_burst(n, p))
+		return;
+	pthread_mutex_lock(&n->lost_lock);
+	for (unsigned i = 0; i < n->nr_lost; i++)
+		if (n->lost[i].page == p) {
+			n->lost[i].write |= write;
+			p = UINT64_MAX;
+			break;
+		}
+	if (p != UINT64_MAX && n->nr_lost < DSM_LOST_MAX) {
+		n->lost[n->nr_lost].page = p;
+		n->lost[n->nr_lost++].write = write;
+	}
+	pthread_mutex_unlock(&n->lost_lock);
+}
+
+/*
+ * A fault just sent a request to another node: the pages of the previous
+ * burst that were taken away are likely needed again too (the levels of
+ * the guest page table below the one that faulted): ask for them now, in
+ * parallel, instead of one walk step at a time. No lock held.
+ */
+static void refetch_lost(struct dsm_node *n, uint64_t except)
+{
+	struct { uint64_t page; bool write; } v[DSM_LOST_MAX];
+	unsigned k;
+
+	pthread_mutex_lock(&n->lost_lock);
+	k = n->nr_lost;
+	memcpy(v, n->lost, k * sizeof(v[0]));
+	n->nr_lost = 0;
+	pthread_mutex_unlock(&n->lost_lock);
+	for (unsigned i = 0; i < k && !atomic_load(&n->failed); i++)
+		if (v[i].page != except && dsm_proto_fault(n, v[i].page, v[i].write, true) == 1)
+			dsm_count(&n->c.refetched, 1);
+}
+
+/*
+ * Read-ahead. A miss on the page after the previous miss is a sequential
+ * stream (a guest copying or checking a buffer another node wrote): ask
+ * for the next pages too, a window that doubles while the stream goes on
+ * (up to DSM_RA_MAX), so that the transfers overlap instead of costing a
+ * fault each. Random misses (page tables, scattered data) ask for nothing
+ * more. No lock held.
+ */
+#define DSM_RA_MAX 32
+
+static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
+{
+	uint64_t last = atomic_exchange(&n->ra_last, p);
+	unsigned w = atomic_load(&n->ra_window), sent = 0;
+	/* a bounded cache: what is read ahead must not evict what is in use */
+	uint64_t max = n->cache_pages ? n->cache_pages / 4 : DSM_RA_MAX;
+
+	if (max > DSM_RA_MAX)
+		max = DSM_RA_MAX;
+	if (w > max)
+		w = max;
+	if (!w || last == UINT64_MAX || last + 1 != p) {
+		atomic_store(&n->ra_window, 2);
+		return;
+	}
+	for (uint64_t q = p + 1; q <= p + w && q < n->npages && !atomic_load(&n->failed); q++) {
+		/* only pages that are not here at all: a read-ahead never upgrades */
+		if (__atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED) != DSM_I)
+			continue;
+		if (dsm_proto_fault(n, q, write, true) == 1)
+			sent++;
+	}
+	dsm_count(&n->c.readahead, sent);
+	atomic_store(&n->ra_window, w * 2 > max ? max : w * 2);
+}
+
+/* When p's hold ends, or 0 if it is not held. Under p's lock. */
 static uint64_t held_until(struct dsm_node *n, uint64_t p)
 {
 	struct dsm_hold *h;
-	uint64_t end;
+	uint64_t end, start;
 
-	if (!n->hold)
+	if (!n->hold || atomic_load_explicit(&n->idle, memory_order_relaxed))
 		return 0;
 	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
-	end = h->at_ns + n->hold_ns;
-	return h->page == p && dsm_now_ns() < end ? end : 0;
+	if (h->page != p || !h->at_ns)
+		return 0;
+	if (h->remote) {
+		start = atomic_load(&n->burst_start);
+		if (h->at_ns < start)
+			return 0;          /* its burst is over: another began since */
+		end = burst_end(n, start, atomic_load(&n->burst_last));
+	} else {
+		end = h->at_ns + n->hold_ns;
+	}
+	return dsm_node_now(n) < end ? end : 0;
 }
 
 static bool defer(struct dsm_node *n, uint64_t p, unsigned src, const struct dsm_msg *m,
@@ -514,7 +745,8 @@ static void grant_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigned 
 	}
 	if (kind == DSM_UPGRADE ? m_protect(n, p, false) : m_install(n, p, v.zero ? NULL : v.buf, 0))
 		set_state(n, p, DSM_M);
-	hold_mark(n, p);
+	/* busy: the end of a transaction that waited for other nodes */
+	hold_mark(n, p, d->busy);
 	set_lpend(n, p, false);
 }
 
@@ -536,6 +768,8 @@ static void start_inv(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigne
 	t->data = data;
 	t->data_zero = zero;
 	t->acks = inv;
+	if (r == n->self)
+		hold_sent(n, p);
 	for (unsigned s = 0; s < n->nr_nodes; s++)
 		if (inv & bit(s)) {
 			send_plain(n, s, DSM_INV, 0, p);
@@ -555,6 +789,8 @@ static void start_fwd(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsigne
 	t->wait_data = true;
 	t->req = (uint8_t)r;
 	t->kind = kind;
+	if (r == n->self)
+		hold_sent(n, p);
 	send_plain(n, d->owner, kind == DSM_GET_S ? DSM_FWD_GET_S : DSM_FWD_GET_M, 0, p);
 }
 
@@ -598,7 +834,7 @@ static void local_request(struct dsm_node *n, struct dsm_dir *d, uint64_t p, uin
 		} else if (d->sharers && m_install(n, p, NULL, DSM_INSTALL_WP)) {
 			set_state(n, p, DSM_S);
 		}
-		hold_mark(n, p);
+		hold_mark(n, p, false);
 		set_lpend(n, p, false);
 	} else if (!d->sharers) {
 		dsm_count(&n->c.fault_zero_local, 1);
@@ -641,6 +877,7 @@ static void home_get_s(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsign
 		if (!m_protect(n, p, true))
 			return;
 		set_state(n, p, DSM_S);
+		lost(n, p, true);
 		d->owner = DSM_NONE;
 		d->sharers |= bit(r);
 		send_local_page(n, r, DSM_DATA, 0, p);
@@ -672,6 +909,7 @@ static void home_get_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsign
 		}
 		/* write-protected already: copied, now drop */
 		if (n->pages[p].state == DSM_S) {
+			lost(n, p, false);
 			if (!m_drop(n, p)) {
 				free(buf);
 				return;
@@ -695,6 +933,7 @@ static void home_get_m(struct dsm_node *n, struct dsm_dir *d, uint64_t p, unsign
 			return;
 		}
 		set_state(n, p, DSM_I);
+		lost(n, p, true);
 		d->owner = (uint8_t)r;
 		d->sharers = 0;
 		d->zero = 0;
@@ -860,7 +1099,7 @@ static int home_receive(struct dsm_node *n, unsigned src, const struct dsm_msg *
 			set_state(n, p, DSM_S);
 			d->sharers |= bit(src);
 			if (t->req == n->self) {
-				hold_mark(n, p);
+				hold_mark(n, p, true);
 				set_lpend(n, p, false);
 			} else {
 				d->sharers |= bit(t->req);
@@ -889,7 +1128,7 @@ static int client_grant(struct dsm_node *n, unsigned src, const struct dsm_msg *
 	if (!m_install(n, p, data, gm ? 0 : DSM_INSTALL_WP))
 		return -EIO;
 	set_state(n, p, gm ? DSM_M : DSM_S);
-	hold_mark(n, p);
+	hold_mark(n, p, true);
 	if (data)
 		moved(n, p);
 	else
@@ -904,6 +1143,7 @@ static int client_inv(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
 	switch (n->pages[p].state) {
 	case DSM_S:
 	case DSM_SM_A:
+		lost(n, p, n->pages[p].state == DSM_SM_A);
 		if (!m_drop(n, p))
 			return -EIO;
 		set_state(n, p, n->pages[p].state == DSM_S ? DSM_I : DSM_IM_D);
@@ -943,6 +1183,7 @@ static int client_fwd(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
 		return -EIO;
 	}
 	set_state(n, p, m->type == DSM_FWD_GET_M ? DSM_I : DSM_S);
+	lost(n, p, true);
 	if (dsm_page_is_zero(o->page))
 		o->msg.flags |= DSM_MSG_F_ZERO;
 	else
@@ -951,17 +1192,25 @@ static int client_fwd(struct dsm_node *n, unsigned src, const struct dsm_msg *m)
 	return 0;
 }
 
+/* When m would take p away while it is held here: the hold's end, else 0. */
+static uint64_t takeaway_held(struct dsm_node *n, const struct dsm_msg *m)
+{
+	uint8_t st = n->pages[m->page].state;
+
+	if (m->type == DSM_INV ? st == DSM_S || st == DSM_SM_A : st == DSM_M)
+		return held_until(n, m->page);
+	return 0;
+}
+
 /* INV, FWD_GET_*: held back while the page is fresh here (or after one held back). */
 static int client_takeaway(struct dsm_node *n, unsigned src, const struct dsm_msg *m,
 			   bool may_defer)
 {
 	uint64_t p = m->page, until;
-	uint8_t st = n->pages[p].state;
 
 	if (may_defer && (n->pages[p].flags & PF_DEFER))
 		return defer(n, p, src, m, false, 0) ? 0 : -ENOMEM;
-	if (may_defer && (m->type == DSM_INV ? st == DSM_S || st == DSM_SM_A : st == DSM_M) &&
-	    (until = held_until(n, p)))
+	if (may_defer && (until = takeaway_held(n, m)))
 		return defer(n, p, src, m, false, until) ? 0 : -ENOMEM;
 	return m->type == DSM_INV ? client_inv(n, src, m) : client_fwd(n, src, m);
 }
@@ -984,7 +1233,7 @@ static int client_receive(struct dsm_node *n, unsigned src, const struct dsm_msg
 		if (!m_protect(n, p, false))
 			return -EIO;
 		set_state(n, p, DSM_M);
-		hold_mark(n, p);
+		hold_mark(n, p, true);
 		return 0;
 	case DSM_INV:
 	case DSM_FWD_GET_S:
@@ -1084,12 +1333,14 @@ static int fault_remote(struct dsm_node *n, uint64_t p, bool write, bool prefetc
 	}
 	if (st == DSM_S) {
 		set_state(n, p, DSM_SM_A);
+		hold_sent(n, p);
 		send_plain(n, pg->home, DSM_UPGRADE, 0, p);
 		dsm_count(&n->c.fault_upgrade, 1);
 		return 1;
 	}
 	set_state(n, p, write ? DSM_IM_D : DSM_IS_D);
 	ring_push(n, p);
+	hold_sent(n, p);
 	send_plain(n, pg->home, write ? DSM_GET_M : DSM_GET_S, 0, p);
 	dsm_count(write ? &n->c.fault_write_miss : &n->c.fault_read_miss, 1);
 	return 1;
@@ -1097,7 +1348,7 @@ static int fault_remote(struct dsm_node *n, uint64_t p, bool write, bool prefetc
 
 int dsm_proto_fault(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
 {
-	bool home = n->pages[p].home == n->self;
+	bool home = n->pages[p].home == n->self, sent;
 	int r;
 
 	if (atomic_load(&n->failed))
@@ -1110,7 +1361,12 @@ int dsm_proto_fault(struct dsm_node *n, uint64_t p, bool write, bool prefetch)
 		r = -EIO;
 	else
 		r = home ? fault_home(n, p, write, prefetch) : fault_remote(n, p, write, prefetch);
+	sent = r == 1 && (!home || (n->pages[p].flags & PF_LPEND));
 	pthread_mutex_unlock(plock(n, p));
+	if (sent && !prefetch && __atomic_load_n(&n->nr_lost, __ATOMIC_RELAXED))
+		refetch_lost(n, p);
+	if (sent && !prefetch)
+		read_ahead(n, p, write);
 	dsm_proto_flush(n);
 	return r;
 }
@@ -1172,28 +1428,51 @@ static bool deferred(struct dsm_node *n, uint64_t p)
 	return e != NULL;
 }
 
-static void run_deferred(struct dsm_node *n, struct dsm_defer *e)
+/*
+ * e was the first entry of its page: it goes back to the head of the list
+ * (still before every later entry of that page) with a new due time.
+ */
+static void requeue(struct dsm_node *n, struct dsm_defer *e, uint64_t due)
 {
-	uint64_t p = e->page;
+	e->due_ns = due;
+	pthread_mutex_lock(&n->defer_lock);
+	e->next = n->defer_head;
+	n->defer_head = e;
+	if (!n->defer_tail)
+		n->defer_tail = e;
+	pthread_mutex_unlock(&n->defer_lock);
+}
+
+/* Runs e, or requeues it if its page's hold was extended meanwhile (a burst): true. */
+static bool run_deferred(struct dsm_node *n, struct dsm_defer *e)
+{
+	uint64_t p = e->page, until = 0;
 	struct dsm_txn *t;
 
 	pthread_mutex_lock(plock(n, p));
 	if (!atomic_load(&n->failed)) {
 		if (!e->hold_end) {
-			client_takeaway(n, e->src, &e->msg, false);
+			until = takeaway_held(n, &e->msg);
+			if (!until)
+				client_takeaway(n, e->src, &e->msg, false);
 		} else if ((t = txn_get(n, p, false)) && t->busy && t->kind == DSM_TXN_HOLD) {
-			finish(n, dir_of(n, p), t);
+			until = held_until(n, p);
+			if (!until)
+				finish(n, dir_of(n, p), t);
 		}
 	}
-	if (!deferred(n, p))
+	if (until)
+		requeue(n, e, until);
+	else if (!deferred(n, p))
 		n->pages[p].flags &= ~PF_DEFER;
 	pthread_mutex_unlock(plock(n, p));
 	dsm_proto_flush(n);
+	return until != 0;
 }
 
 uint64_t dsm_proto_tick(struct dsm_node *n)
 {
-	uint64_t now = dsm_now_ns(), next;
+	uint64_t now = dsm_node_now(n), next;
 	struct dsm_defer *e;
 
 	for (;;) {
@@ -1201,8 +1480,8 @@ uint64_t dsm_proto_tick(struct dsm_node *n)
 		e = take_due(n, now, &next);
 		if (!e)
 			break;
-		run_deferred(n, e);
-		free(e);
+		if (!run_deferred(n, e))
+			free(e);
 	}
 	return next == UINT64_MAX ? next : next > now ? next - now : 0;
 }
@@ -1259,8 +1538,13 @@ int dsm_proto_init(struct dsm_node *n)
 	pthread_mutex_init(&n->out_lock, NULL);
 	pthread_mutex_init(&n->cache_lock, NULL);
 	pthread_mutex_init(&n->defer_lock, NULL);
+	pthread_mutex_init(&n->lost_lock, NULL);
+	atomic_store(&n->ra_last, UINT64_MAX);
 	if (n->cfg.hold_us) {
 		n->hold_ns = (uint64_t)n->cfg.hold_us * 1000;
+		n->hold_max_ns = (uint64_t)n->cfg.hold_max_us * 1000;
+		if (n->hold_max_ns < n->hold_ns)
+			n->hold_max_ns = n->hold_ns;
 		n->hold = malloc(DSM_HOLD_SLOTS * sizeof(*n->hold));
 		if (!n->hold)
 			return -ENOMEM;
@@ -1313,6 +1597,7 @@ void dsm_proto_free(struct dsm_node *n)
 	pthread_mutex_destroy(&n->out_lock);
 	pthread_mutex_destroy(&n->cache_lock);
 	pthread_mutex_destroy(&n->defer_lock);
+	pthread_mutex_destroy(&n->lost_lock);
 	free(n->hold);
 	free(n->ring);
 	free(n->dir);

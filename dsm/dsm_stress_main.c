@@ -17,12 +17,14 @@
  * right, 1 on a mismatch, 2 on a DSM or set-up failure, 3 on a hang.
  *
  *   dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] [--cache C]
- *              [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US] [-v]
+ *              [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US]
+ *              [--hold-max US] [-v]
  *
  * --ops picks the workloads: 1 messages, 2 false sharing, 4 atomics, 8 pages (15: all).
  * --spin: the fault handler and the transport's receive thread poll that
  * long after activity. --no-rx-thread: the fault handler also receives.
  * --hold: hold_us (a fresh grant stays that long before it can go).
+ * --hold-max: hold_max_us (pages from other nodes held together as bursts).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +49,8 @@
 #define NCTR 8
 
 struct opts {
-	unsigned nodes, threads, seconds, cache, spin_us, verbose, ops, no_rx_thread, hold_us;
+	unsigned nodes, threads, seconds, cache, spin_us, verbose, ops, no_rx_thread, hold_us,
+		 hold_max_us;
 	uint64_t pages, seed;
 };
 
@@ -400,7 +403,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 	cfg = (struct dsm_config){ .self = id, .nr_nodes = o->nodes, .size = o->pages * PG,
 				   .homes = homes, .nr_homes = o->nodes, .cache_pages = o->cache,
 				   .spin_us = o->spin_us, .request_timeout_ms = 20000,
-				   .hold_us = o->hold_us,
+				   .hold_us = o->hold_us, .hold_max_us = o->hold_max_us,
 				   .on_fatal = on_fatal, .cb_ctx = &n };
 	if (dsm_node_create(&cfg, &tx, &n.dsm, err, sizeof(err))) {
 		fprintf(stderr, "node %u: %s\n", id, err);
@@ -452,7 +455,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 static void usage(void)
 {
 	fprintf(stderr, "usage: dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] "
-			"[--cache C] [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US] [-v]\n");
+			"[--cache C] [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US] [--hold-max US] [-v]\n");
 	exit(2);
 }
 
@@ -464,7 +467,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "cache", 1, NULL, 'c' },   { "spin", 1, NULL, 'S' },
 		{ "seed", 1, NULL, 'r' },    { "verbose", 0, NULL, 'v' },
 		{ "ops", 1, NULL, 'o' },     { "no-rx-thread", 0, NULL, 'R' },
-		{ "hold", 1, NULL, 'H' },
+		{ "hold", 1, NULL, 'H' },  { "hold-max", 1, NULL, 'M' },
 		{ 0 },
 	};
 	int c;
@@ -484,6 +487,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'o': o->ops = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'R': o->no_rx_thread = 1; break;
 		case 'H': o->hold_us = (unsigned)atoi(optarg); break;
+		case 'M': o->hold_max_us = (unsigned)atoi(optarg); break;
 		default: usage();
 		}
 	}
@@ -509,9 +513,9 @@ int main(int argc, char **argv)
 		perror("socketpair");
 		return 2;
 	}
-	printf("dsm-stress: %u nodes x %u threads, %llu pages, cache %u, spin %u us, hold %u us, %s, "
-	       "%u s\n", o.nodes, o.threads, (unsigned long long)o.pages, o.cache, o.spin_us,
-	       o.hold_us, o.no_rx_thread ? "handler receives" : "receive thread", o.seconds);
+	printf("dsm-stress: %u nodes x %u threads, %llu pages, cache %u, spin %u us, hold %u-%u us, "
+	       "%s, %u s\n", o.nodes, o.threads, (unsigned long long)o.pages, o.cache, o.spin_us,
+	       o.hold_us, o.hold_max_us, o.no_rx_thread ? "handler receives" : "receive thread", o.seconds);
 	for (unsigned i = 0; i < o.nodes; i++) {
 		pid[i] = fork();
 		if (pid[i] < 0) {

@@ -137,7 +137,15 @@ static void f_log(void *ctx, const char *msg)
 
 static const struct dsm_mem_ops mem_ops = { f_install, f_protect, f_drop, f_read, f_wake, NULL };
 
-static unsigned g_hold_us;
+static unsigned g_hold_us, g_hold_max_us;
+static bool g_fake_clock;
+static uint64_t g_now = 1000000000;       /* the fake clock, ns */
+
+static uint64_t fake_clock(void *ctx)
+{
+	(void)ctx;
+	return g_now;
+}
 
 static int setup(void **state)
 {
@@ -153,6 +161,8 @@ static int setup(void **state)
 			.self = i, .nr_nodes = NN, .size = NP * PG, .homes = homes, .nr_homes = 3,
 			.cache_pages = i == 1 ? 1 : 0, .on_fatal = f_fatal, .on_log = f_log,
 			.cb_ctx = &W->ctx[i], .mem_ops = &ops, .hold_us = g_hold_us,
+			.hold_max_us = g_hold_max_us, .hold_factor = 2,
+			.clock_ns = g_fake_clock ? fake_clock : NULL,
 		};
 
 		W->ctx[i] = i;
@@ -169,6 +179,19 @@ static int setup_hold(void **state)
 	g_hold_us = 20000;
 	setup(state);
 	g_hold_us = 0;
+	return 0;
+}
+
+/* Holds of 1 ms, bursts of at most 3 ms, on a clock the test moves. */
+static int setup_burst(void **state)
+{
+	g_hold_us = 1000;
+	g_hold_max_us = 3000;
+	g_fake_clock = true;
+	g_now = 1000000000;
+	setup(state);
+	g_hold_us = g_hold_max_us = 0;
+	g_fake_clock = false;
 	return 0;
 }
 
@@ -500,6 +523,133 @@ static void test_hold_home(void **state)
 	no_fatal();
 }
 
+/* ---- bursts: pages that came from other nodes are held together ---- */
+
+#define MS 1000000ULL
+
+/* Node 2 writes page 1, then page 0, 0.8 ms apart: one burst. */
+static void burst_on_node2(void)
+{
+	assert_int_equal(fault(2, 1, true), 1);
+	deliver(2, 0, DSM_GET_M);
+	deliver(0, 2, DSM_DATA_ZERO);
+	cpu_write(2, 1, 7);
+	g_now += MS * 8 / 10;
+	assert_int_equal(fault(2, 0, true), 1);
+	deliver(2, 0, DSM_GET_M);
+	deliver(0, 2, DSM_DATA_ZERO);
+	cpu_write(2, 0, 8);
+	assert_int_equal(st(2).bursts, 1);
+}
+
+static void test_burst_holds_together(void **state)
+{
+	uint64_t t0 = g_now;
+
+	(void)state;
+	burst_on_node2();
+	/*
+	 * At 1.5 ms page 1's own hold (1 ms) is over, but the burst goes on:
+	 * it took 0.8 ms to gather, so it lasts twice that after its last grant.
+	 */
+	g_now = t0 + MS * 15 / 10;
+	assert_int_equal(fault(1, 1, true), 1);
+	deliver(1, 0, DSM_GET_M);
+	deliver(0, 2, DSM_FWD_GET_M);
+	assert_int_equal(queued(2, 0), 0);
+	assert_int_equal(st(2).held_back, 1);
+	g_now = t0 + MS * 2;
+	assert_true(dsm_node_tick(W->node[2].n) != UINT64_MAX);
+	assert_int_equal(queued(2, 0), 0);
+	/* a new grant at 2.2 ms extends it again, but not past 3 ms (hold_max) */
+	g_now = t0 + MS * 22 / 10;
+	assert_int_equal(fault(2, 2, false), 1);
+	deliver(2, 1, DSM_GET_S);
+	deliver(1, 2, DSM_DATA_ZERO);
+	g_now = t0 + MS * 29 / 10;
+	dsm_node_tick(W->node[2].n);
+	assert_int_equal(queued(2, 0), 0);
+	g_now = t0 + MS * 31 / 10;
+	assert_true(dsm_node_tick(W->node[2].n) == UINT64_MAX);
+	deliver(2, 0, DSM_FWD_DATA);
+	deliver(0, 1, DSM_DATA);
+	assert_int_equal(cpu_read(1, 1), 7);
+	no_fatal();
+}
+
+/* A node whose vCPUs all sleep, or that sent an interrupt, lets go at once. */
+static void test_burst_idle_and_yield(void **state)
+{
+	(void)state;
+	burst_on_node2();
+	assert_int_equal(fault(1, 1, true), 1);
+	deliver(1, 0, DSM_GET_M);
+	deliver(0, 2, DSM_FWD_GET_M);
+	assert_int_equal(queued(2, 0), 0);
+	dsm_node_idle(W->node[2].n, true);
+	dsm_node_tick(W->node[2].n);
+	deliver(2, 0, DSM_FWD_DATA);
+	deliver(0, 1, DSM_DATA);
+	assert_int_equal(cpu_read(1, 1), 7);
+	/* busy again: a fresh grant is held again, until a yield */
+	dsm_node_idle(W->node[2].n, false);
+	g_now += 10 * MS;
+	write_settled(2, 1, 9);
+	assert_int_equal(fault(0, 1, false), 1);
+	deliver(0, 2, DSM_FWD_GET_S);
+	assert_int_equal(queued(2, 0), 0);
+	dsm_node_yield(W->node[2].n);
+	dsm_node_tick(W->node[2].n);
+	deliver(2, 0, DSM_FWD_DATA);
+	assert_int_equal(cpu_read(0, 1), 9);
+	assert_int_equal(st(2).yields, 1);
+	no_fatal();
+}
+
+/* Pages of a burst that were taken away are asked for again together. */
+static void test_refetch_lost(void **state)
+{
+	(void)state;
+	burst_on_node2();
+	g_now += 10 * MS;                            /* the burst is over */
+	write_settled(0, 1, 3);                      /* the home takes both back */
+	write_settled(0, 0, 4);
+	assert_int_equal(fault(2, 1, false), 1);     /* one fault... */
+	assert_int_equal(queued(2, 0), 2);           /* ...two requests */
+	assert_int_equal(st(2).refetched, 1);
+	settle();                                    /* the home holds its fresh copies */
+	g_now += 10 * MS;
+	dsm_node_tick(W->node[0].n);
+	settle();
+	assert_int_equal(cpu_read(2, 1), 3);
+	assert_int_equal(cpu_read(2, 0), 4);         /* no fault needed */
+	no_fatal();
+}
+
+/* Sequential misses ask for the next pages; scattered ones do not. */
+static void test_read_ahead(void **state)
+{
+	(void)state;
+	write_settled(1, 2, 5);                      /* page 2 lives on node 1 */
+	assert_int_equal(fault(2, 1, false), 1);     /* node 2 reads 1, then 0: not ahead */
+	settle();
+	assert_int_equal(fault(2, 0, false), 1);
+	settle();
+	assert_int_equal(st(2).readahead, 0);
+	g_now += 10 * MS;
+	write_settled(0, 1, 6);                      /* the home takes page 1 back */
+	assert_int_equal(fault(2, 1, false), 1);     /* 0 then 1: sequential */
+	assert_int_equal(peek(2, 1), DSM_GET_S);     /* page 2 asked for ahead */
+	assert_int_equal(st(2).readahead, 1);
+	settle();
+	g_now += 10 * MS;
+	dsm_node_tick(W->node[0].n);                 /* the home's hold on page 1 */
+	settle();
+	assert_int_equal(cpu_read(2, 2), 5);
+	assert_int_equal(cpu_read(2, 1), 6);
+	no_fatal();
+}
+
 /* ---- a peer that breaks the protocol is not trusted ---- */
 
 static void bad(unsigned src, unsigned dst, uint8_t type, uint8_t flags, uint64_t page,
@@ -585,6 +735,10 @@ int main(void)
 		T(test_home_upgrade),
 		cmocka_unit_test_setup_teardown(test_hold_client, setup_hold, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_home, setup_hold, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_holds_together, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_burst_idle_and_yield, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_refetch_lost, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),

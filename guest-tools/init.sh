@@ -15,6 +15,8 @@
 #                        (ext4 made on first boot) with a file written and read back
 #   grappe.smpargs=A,B   extra smpcheck arguments, comma separated
 #                        (e.g. grappe.smpargs=--iters=1000,--mib=1)
+#   grappe.test=memtouch write a pattern over grappe.memmib=N MiB (default 64) and
+#                        verify it (guest-tools/memtouch.c): "GRAPPE-GUEST: memtouch PASS"
 #   grappe.nopoweroff=1  stay up (halt loop) instead of powering off
 #   grappe.test=disk     [disks] ext4 on /dev/vda (files + checksums, remount, check),
 #                        then blkcheck stamp + random I/O on the raw device after it:
@@ -243,16 +245,21 @@ test=$(param grappe.test)
 [ -n "$test" ] || test=info
 echo "GRAPPE-GUEST: test=$test"
 
+# smpcheck runs on every online CPU, whatever the default affinity: a
+# cluster guest may keep ordinary tasks off other nodes' CPUs (isolcpus=,
+# docs/cluster.md), and these checks are about every CPU.
+all_cpus=$(cat /sys/devices/system/cpu/online)
+
 case "$test" in
     info)
-        smpcheck --info
+        taskset -c "$all_cpus" smpcheck --info
         ;;
     smp)
         args=$(param grappe.smpargs | tr ',' ' ')
         # smpcheck streams its own per-check lines; its FAIL line says why,
         # which the summary repeats.
         # shellcheck disable=SC2086  # $args is a list of words
-        { smpcheck $args 2>&1; echo $? >/tmp/smp.rc; } | tee /tmp/smp.log
+        { taskset -c "$all_cpus" smpcheck $args 2>&1; echo $? >/tmp/smp.rc; } | tee /tmp/smp.log
         rc=$(cat /tmp/smp.rc)
         if [ "$rc" = 0 ]; then
             echo "GRAPPE-GUEST: smp PASS"
@@ -260,6 +267,11 @@ case "$test" in
             why=$(grep 'smpcheck FAIL' /tmp/smp.log | tail -n 1 | sed 's/.*smpcheck FAIL //')
             echo "GRAPPE-GUEST: smp FAIL rc=$rc ${why:-no reason printed}"
         fi
+        ;;
+    memtouch)
+        mib=$(param grappe.memmib)
+        # memtouch prints its own PASS/FAIL line; a crash shows as rc
+        memtouch --mib="${mib:-64}" || echo "GRAPPE-GUEST: memtouch FAIL rc=$?"
         ;;
     panic)
         echo "GRAPPE-GUEST: panic now"

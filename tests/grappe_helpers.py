@@ -13,7 +13,32 @@ KERNEL = os.path.join(ROOT, "build", "guest", "vmlinuz")
 INITRD = os.path.join(ROOT, "build", "guest", "initramfs.gz")
 
 
-def cells_xml(vcpus, cells, mem_mib):
+# Between cells on different nodes a page costs a hundred times a local one:
+# the SLIT says so (docs/cluster.md, "Recommended guest settings"). Above
+# Linux's RECLAIM_DISTANCE (30) the guest's scheduler stops spreading forks,
+# execs and wake-ups over cells, which keeps tasks near their memory.
+CLUSTER_DISTANCE = 40
+
+
+def cluster_cmdline(vcpus, nodes):
+    """The guest command line recommended for a cluster (docs/cluster.md):
+    the CPUs of nodes other than the I/O node (node 0) run what is placed on
+    them, without the scheduler's balancing, ticks or RCU callbacks."""
+    first = next(i for i in range(vcpus) if i * nodes // vcpus > 0) if nodes > 1 else vcpus
+    out = "nokaslr numa_balancing=disable"
+    if first < vcpus:
+        cpus = f"{first}-{vcpus - 1}" if first < vcpus - 1 else f"{first}"
+        out += f" isolcpus={cpus} nohz_full={cpus} rcu_nocbs={cpus}"
+    return out
+
+
+# smpcheck sized for memory that moves between nodes at a few hundred pages
+# a second (the lab: nested, emulated): the checks are the same, with less
+# data (docs/testing.md).
+CLUSTER_SMPARGS = "grappe.smpargs=--mib=1,--timeout=400"
+
+
+def cells_xml(vcpus, cells, mem_mib, remote=20):
     """A <cpu><numa> block splitting vCPUs and memory evenly over cells."""
     if cells <= 1:
         return ""
@@ -22,7 +47,7 @@ def cells_xml(vcpus, cells, mem_mib):
     for c in range(cells):
         cpus = [i for i in range(vcpus) if i * cells // vcpus == c]
         dist = "".join(
-            f"<sibling id='{d}' value='{10 if d == c else 20}'/>" for d in range(cells))
+            f"<sibling id='{d}' value='{10 if d == c else remote}'/>" for d in range(cells))
         cpus_attr = f" cpus='{cpus[0]}-{cpus[-1]}'" if cpus else ""
         out.append(f"<cell id='{c}'{cpus_attr} memory='{per_mem}' unit='MiB'>"
                    f"<distances>{dist}</distances></cell>")
@@ -74,7 +99,7 @@ def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
             <initrd>{INITRD}</initrd>
             <cmdline>{cmd}</cmdline>
           </os>
-          {cells_xml(vcpus, cells, mem_mib)}
+          {cells_xml(vcpus, cells, mem_mib, CLUSTER_DISTANCE if nodes > 1 else 20)}
           <on_poweroff>destroy</on_poweroff>
           <on_reboot>destroy</on_reboot>
           <on_crash>{on_crash}</on_crash>

@@ -7,17 +7,11 @@ import time
 
 import pytest
 
-from grappe_helpers import GRAPPE, Run, children, domain_xml, run_grappe, write_xml
+from grappe_helpers import (CLUSTER_SMPARGS, GRAPPE, Run, children, cluster_cmdline, domain_xml,
+                             run_grappe, write_xml)
 
-
-@pytest.fixture(autouse=True)
-def cluster_ram(monkeypatch):
-    """Guest RAM across nodes. Until the DSM engine is wired into grappe-node
-    (docs/dsm.md), these tests run on the GRAPPE_RAM=shared test aid: they
-    test interrupts, I/O forwarding, the fabric and failure handling, not
-    memory coherence across hosts."""
-    if "GRAPPE_RAM" not in os.environ:
-        monkeypatch.setenv("GRAPPE_RAM", "shared")
+# Guest RAM is kept coherent by the DSM (docs/dsm.md), as for real hosts;
+# the guest gets the command line recommended for clusters (docs/cluster.md).
 
 
 @pytest.mark.parametrize("nodes,vcpus", [(2, 4), (4, 4)])
@@ -25,7 +19,7 @@ def test_cluster_smp(tmp_path, kvm, guest_image, nodes, vcpus):
     """Every CPU and one NUMA node per cell; smpcheck pins threads on CPUs of
     different nodes (message passing, a pipe, ping-pong, false sharing)."""
     xml = domain_xml(vcpus=vcpus, cells=nodes, nodes=nodes, mem_mib=256 * nodes,
-                     cmdline="grappe.test=smp")
+                     cmdline=f"grappe.test=smp {CLUSTER_SMPARGS} {cluster_cmdline(vcpus, nodes)}")
     r = run_grappe(tmp_path, xml, timeout=900)
     lines = r.guest_lines()
     assert f"GRAPPE-GUEST: cpus={vcpus} nodes={nodes}" in lines, r
@@ -35,7 +29,8 @@ def test_cluster_smp(tmp_path, kvm, guest_image, nodes, vcpus):
 
 def test_cluster_netns(tmp_path, kvm, guest_image):
     """Each node in its own network namespace, joined by veth and a bridge."""
-    xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512, cmdline="grappe.test=smp")
+    xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512,
+                     cmdline=f"grappe.test=smp {CLUSTER_SMPARGS} {cluster_cmdline(2, 2)}")
     r = run_grappe(tmp_path, xml, timeout=900, args=("run", "--netns"))
     assert "GRAPPE-GUEST: smp PASS" in r.guest_lines(), r
     assert r.rc == 0, r
@@ -47,7 +42,7 @@ def test_cluster_netns(tmp_path, kvm, guest_image):
 def test_node_killed_stops_cluster(tmp_path, kvm, guest_image):
     """Kill a node mid-run: the others stop the guest, naming it, within seconds."""
     xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512,
-                     cmdline="grappe.test=info grappe.nopoweroff=1")
+                     cmdline=f"grappe.test=info grappe.nopoweroff=1 {cluster_cmdline(2, 2)}")
     path = write_xml(tmp_path, xml)
     t0 = time.monotonic()
     p = subprocess.Popen([GRAPPE, "run", path], stdin=subprocess.DEVNULL,

@@ -33,6 +33,19 @@ struct cluster_ram {
  * granted (seen in the lab with pages every node writes).
  */
 #define HOLD_DEFAULT_US 500
+/*
+ * The longest a node keeps a burst of pages that other nodes want
+ * (docs/dsm.md, "Holding"). The engine sizes its holds from the measured
+ * fetch latency and stays within [hold, this].
+ */
+#define HOLD_MAX_DEFAULT_US 200000
+
+static unsigned env_us(const char *name, unsigned dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
+}
 
 static int dsm_send(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page)
 {
@@ -60,6 +73,22 @@ static void dsm_log(void *ctx, const char *msg)
 	struct cluster_ram *r = ctx;
 
 	fprintf(stderr, "grappe-node %u: dsm: %s\n", r->m->pl.self, msg);
+}
+
+/* No vCPU of this node runs: the DSM need not keep pages for them. */
+static void idle_cb(void *ctx, bool idle)
+{
+	struct cluster_ram *r = ctx;
+
+	dsm_node_idle(r->dsm, idle);
+}
+
+/* An interrupt went to another node's vCPU: this node's turn with the pages ends. */
+static void yield_cb(void *ctx)
+{
+	struct cluster_ram *r = ctx;
+
+	dsm_node_yield(r->dsm);
 }
 
 static void quiesce_cb(void *ctx)
@@ -95,6 +124,15 @@ static void dsm_stats_json(void *ctx, struct json_object *out)
 	json_object_object_add(d, "invalidations", jint(st.inv_sent));
 	json_object_object_add(d, "evictions", jint(st.evict_s + st.evict_m));
 	json_object_object_add(d, "cache_held", jint(st.cache_held));
+	json_object_object_add(d, "held_back", jint(st.held_back));
+	json_object_object_add(d, "refetched", jint(st.refetched));
+	json_object_object_add(d, "bursts", jint(st.bursts));
+	json_object_object_add(d, "yields", jint(st.yields));
+	json_object_object_add(d, "readahead", jint(st.readahead));
+	json_object_object_add(d, "burst_grants", jint(st.burst_grants));
+	json_object_object_add(d, "hold_ext_us", jint(st.hold_ext_ns / 1000));
+	json_object_object_add(d, "hold_burst_us", jint(st.hold_burst_ns / 1000));
+	json_object_object_add(d, "fetch_us", jint(st.fetch_ns / 1000));
 	for (unsigned i = 0; i < DSM_STATS_TOP && st.top[i].count; i++) {
 		struct json_object *h = json_object_new_object();
 		char gpa[32];
@@ -138,19 +176,28 @@ static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *e
 		.size = r->m->mem.size,
 		.homes = homes,
 		.cache_pages = me->cache_bytes / DSM_PAGE_SIZE,
-		.hold_us = getenv("GRAPPE_DSM_HOLD_US") ?
-			   (unsigned)strtoul(getenv("GRAPPE_DSM_HOLD_US"), NULL, 10) : HOLD_DEFAULT_US,
+		.hold_us = env_us("GRAPPE_DSM_HOLD_US", HOLD_DEFAULT_US),
+		.hold_max_us = env_us("GRAPPE_DSM_HOLD_MAX_US", HOLD_MAX_DEFAULT_US),
+		.hold_factor = env_us("GRAPPE_DSM_HOLD_FACTOR", 8),
 		.on_fatal = dsm_fatal,
 		.on_log = dsm_log,
 		.cb_ctx = r,
 	};
 
 	dc.nr_homes = fill_homes(cfg, r->m->mem.size, homes);
+	/*
+	 * 4 KiB pages only: the DSM moves pages one by one, and khugepaged
+	 * would only scan this memory in vain (docs/dsm.md, notes for the VMM).
+	 */
+	if (madvise(r->m->mem.host, r->m->mem.size, MADV_NOHUGEPAGE))
+		fprintf(stderr, "grappe-node %u: madvise(MADV_NOHUGEPAGE): %s\n", r->m->pl.self,
+			strerror(errno));
 	if (dsm_node_create(&dc, &tx, &r->dsm, err, errlen) || dsm_node_start(r->dsm, err, errlen))
 		return -1;
 	r->m->stats_hook = dsm_stats_json;
 	r->m->quiesce_hook = quiesce_cb;
 	r->m->stats_ctx = r;
+	machine_set_idle_hook(r->m, idle_cb, yield_cb, r);
 	return 0;
 }
 
@@ -244,6 +291,7 @@ void cluster_ram_destroy(struct cluster_ram *r)
 	if (!r)
 		return;
 	if (r->dsm) {
+		machine_set_idle_hook(r->m, NULL, NULL, NULL);
 		r->m->stats_hook = NULL;
 		r->m->quiesce_hook = NULL;
 		dsm_node_stop(r->dsm);

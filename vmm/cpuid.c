@@ -14,7 +14,8 @@
 #define ECX_SVM          (1u << 2)
 #define ECX_EXTAPIC      (1u << 3)
 #define ECX_TOPOEXT      (1u << 22)
-/* Leaf 7 EDX */
+/* Leaf 7 */
+#define ECX7_LA57        (1u << 16)
 #define EDX7_HYBRID      (1u << 15)
 
 /* KVM paravirtual features, leaf 0x40000001 EAX (Documentation/virt/kvm/x86/cpuid.rst). */
@@ -56,8 +57,17 @@ static void fix_entry(struct kvm_cpuid_entry2 *e, uint8_t apic_id, unsigned nr_v
 		e->eax &= 0x3ff;
 		break;
 	case 7:
-		if (e->index == 0)
+		if (e->index == 0) {
 			e->edx &= ~EDX7_HYBRID;
+			/*
+			 * No 5-level paging: 4 levels map 64 TiB, and in a cluster
+			 * every level of the guest's page table is a page that each
+			 * node's page walks need writable (docs/dsm.md, "Holding"):
+			 * one level fewer is one page fewer to move per turn. It
+			 * also differs between hosts.
+			 */
+			e->ecx &= ~ECX7_LA57;
+		}
 		break;
 	case 0xa:
 		/* No PMU: its interrupt is an LVT entry we do not drive. */

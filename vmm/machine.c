@@ -31,6 +31,27 @@ static const char *event_names[] = {
 	[MACHINE_EV_STOP] = "stop",
 };
 
+void machine_vcpu_waiting(struct machine *m, bool waiting)
+{
+	pthread_mutex_lock(&m->run_lock);
+	m->running += waiting ? -1u : 1u;
+	if (m->idle_hook && m->running == (waiting ? 0u : 1u))
+		m->idle_hook(m->idle_ctx, waiting);
+	pthread_mutex_unlock(&m->run_lock);
+}
+
+void machine_set_idle_hook(struct machine *m, void (*hook)(void *ctx, bool idle),
+			   void (*yield)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&m->run_lock);
+	m->idle_hook = hook;
+	m->yield_hook = yield;
+	m->idle_ctx = ctx;
+	if (hook)
+		hook(ctx, m->running == 0);
+	pthread_mutex_unlock(&m->run_lock);
+}
+
 bool machine_vcpu_is_local(const struct machine *m, unsigned vcpu)
 {
 	return vcpu < m->nr_vcpus && m->pl.vcpu_node[vcpu] == m->pl.self;
@@ -252,6 +273,9 @@ static void deliver_to(struct machine *m, unsigned i, const struct apic_msg *msg
 	if (link_send(m, m->pl.vcpu_node[i], &nm))
 		machine_fail(m, "cannot deliver an interrupt to vCPU %u on node %u", i,
 			     m->pl.vcpu_node[i]);
+	/* the sender often waits for the target (an IPI): let it have the pages */
+	if (m->yield_hook)
+		m->yield_hook(m->idle_ctx);
 }
 
 /* Destination matching against the replicated APIC directory. */
@@ -692,6 +716,7 @@ int machine_create(struct machine *m, const struct vm_config *cfg,
 	pthread_mutex_init(&m->ev_lock, NULL);
 	pthread_cond_init(&m->ev_cond, NULL);
 	pthread_mutex_init(&m->dir_lock, NULL);
+	pthread_mutex_init(&m->run_lock, NULL);
 	timer_queue_init(&m->tq, timer_clock_monotonic, NULL);
 
 	if (vcpu_install_kick_handler()) {
@@ -819,6 +844,7 @@ void machine_destroy(struct machine *m)
 	guest_mem_destroy(&m->mem);
 	timer_queue_destroy(&m->tq);
 	pthread_mutex_destroy(&m->dir_lock);
+	pthread_mutex_destroy(&m->run_lock);
 	pthread_cond_destroy(&m->ev_cond);
 	pthread_mutex_destroy(&m->ev_lock);
 }

@@ -118,7 +118,14 @@ struct machine {
 	void (*stats_hook)(void *ctx, struct json_object *out);
 	/* The guest has stopped: release vCPUs blocked on remote memory. */
 	void (*quiesce_hook)(void *ctx);
+	/* None of this node's vCPUs runs (idle), or one runs again: called under run_lock. */
+	void (*idle_hook)(void *ctx, bool idle);
+	/* An interrupt went to a vCPU on another node: it needs to run there now. */
+	void (*yield_hook)(void *ctx);
+	void *idle_ctx;
 	void *stats_ctx;
+	pthread_mutex_t run_lock;
+	unsigned running;          /* local vCPUs in or entering KVM_RUN (run_lock) */
 };
 
 /* Where each vCPU runs for this config, seen from node 'self'. */
@@ -149,6 +156,15 @@ void machine_node_msg(struct machine *m, unsigned src, const struct node_msg *ms
 /* A peer node is gone: the guest cannot go on. */
 void machine_peer_down(struct machine *m, unsigned node, const char *why);
 bool machine_vcpu_is_local(const struct machine *m, unsigned vcpu);
+/* A local vCPU leaves the guest for a while (waiting) or enters it again. */
+void machine_vcpu_waiting(struct machine *m, bool waiting);
+/*
+ * Sets idle_hook (called at once with the current state) and yield_hook:
+ * how the cluster's memory learns that this node's vCPUs need no pages, or
+ * that another node's vCPU must run.
+ */
+void machine_set_idle_hook(struct machine *m, void (*hook)(void *ctx, bool idle),
+			   void (*yield)(void *ctx), void *ctx);
 void machine_apic_addr_changed(struct machine *m, unsigned vcpu);
 void machine_destroy(struct machine *m);
 int machine_start(struct machine *m, char *err, size_t errlen);

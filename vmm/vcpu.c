@@ -107,6 +107,7 @@ int vcpu_create(struct vcpu *v, struct machine *m, unsigned index, uint8_t apic_
 	int mmap_size;
 
 	memset(v, 0, sizeof(*v));
+	v->waiting = true;             /* counted as running once it enters the guest */
 	v->m = m;
 	v->index = index;
 	v->fd = -1;
@@ -214,9 +215,24 @@ void vcpu_kick(struct vcpu *v)
 	__atomic_add_fetch(&v->stats.kicks, 1, __ATOMIC_RELAXED);
 }
 
+/*
+ * Whether this thread is out of the guest for a while (HLT, waiting for
+ * SIPI, paused) or about to enter it: the machine tells the cluster when
+ * none of this node's vCPUs runs, and the DSM then lets pages go at once
+ * instead of keeping them for a vCPU that sleeps.
+ */
+static void set_waiting(struct vcpu *v, bool waiting)
+{
+	if (v->waiting == waiting)
+		return;
+	v->waiting = waiting;
+	machine_vcpu_waiting(v->m, waiting);
+}
+
 /* Sleeps until kicked or the machine stops. */
 static void wait_for_kick(struct vcpu *v)
 {
+	set_waiting(v, true);
 	pthread_mutex_lock(&v->lock);
 	while (!v->kicked && !machine_stopping(v->m))
 		pthread_cond_wait(&v->cond, &v->lock);
@@ -476,6 +492,7 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		v->run->cr8 = v->cr8 = lapic_get_cr8(&v->lapic);
+		set_waiting(v, false);
 		__atomic_store_n(&v->in_guest, 1, __ATOMIC_SEQ_CST);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			__atomic_store_n(&v->in_guest, 0, __ATOMIC_SEQ_CST);

@@ -47,6 +47,7 @@ struct vcpu {
 	bool kicked;
 	int in_guest;           /* atomic: inside KVM_RUN */
 	int halted;             /* atomic: sleeping on HLT */
+	bool waiting;           /* not in KVM_RUN (HLT, before SIPI, paused): machine_vcpu_waiting */
 	pid_t tid;              /* host thread id, for query-cpus-fast */
 	uint64_t cr8;           /* the CR8 given to the last KVM_RUN */
 	struct vcpu_stats stats;
