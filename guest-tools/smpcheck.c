@@ -639,8 +639,9 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: smpcheck [--info] [--iters=N] [--mib=N] [--rounds=N] [--pingpong-ms=N]\n"
-            "                [--pingpong-max=N] [--timeout=S]\n"
-            "  --info   print CPUs and NUMA nodes only\n");
+            "                [--pingpong-max=N] [--timeout=S] [--only=CHECK,...]\n"
+            "  --info   print CPUs and NUMA nodes only\n"
+            "  --only   run these checks only: atomic mutex msgpass pipe pingpong falseshare\n");
     exit(2);
 }
 
@@ -656,9 +657,41 @@ static long num_arg(const char *a, const char *name)
     return v;
 }
 
+/* The checks, in the order they run; --only picks some (a benchmark wants one). */
+static const struct {
+    const char *name;
+    void (*run)(void);
+} checks[] = {
+    { "atomic", check_atomic },   { "mutex", check_mutex },
+    { "msgpass", check_message_passing }, { "pipe", check_pipe },
+    { "pingpong", check_pingpong }, { "falseshare", check_false_sharing },
+};
+#define NR_CHECKS (sizeof(checks) / sizeof(checks[0]))
+
+/* A comma-separated list of check names: a bit per check. */
+static unsigned parse_only(const char *list)
+{
+    unsigned mask = 0;
+    char buf[256], *save = NULL;
+
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        for (i = 0; i < NR_CHECKS && strcmp(t, checks[i].name); i++)
+            ;
+        if (i == NR_CHECKS) {
+            fprintf(stderr, "smpcheck: no check named '%s'\n", t);
+            usage();
+        }
+        mask |= 1u << i;
+    }
+    return mask;
+}
+
 int main(int argc, char **argv)
 {
     int info = 0;
+    unsigned only = ~0u;
     long v;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
@@ -677,6 +710,8 @@ int main(int argc, char **argv)
             opt_pingpong_max = v ? v : 1;
         else if ((v = num_arg(a, "--timeout")) >= 0)
             opt_timeout = v;
+        else if (!strncmp(a, "--only=", 7))
+            only = parse_only(a + 7);
         else
             usage();
     }
@@ -687,12 +722,9 @@ int main(int argc, char **argv)
     signal(SIGALRM, on_alarm);
     alarm((unsigned)opt_timeout);
     double t0 = now();
-    check_atomic();
-    check_mutex();
-    check_message_passing();
-    check_pipe();
-    check_pingpong();
-    check_false_sharing();
+    for (size_t i = 0; i < NR_CHECKS; i++)
+        if (only & (1u << i))
+            checks[i].run();
     printf(P "smpcheck PASS cpus=%d nodes=%d secs=%.3f\n", ncpus, nnodes, now() - t0);
     return 0;
 }

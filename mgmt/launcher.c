@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -160,7 +161,7 @@ static pid_t spawn_node(const struct launch_opts *o, const struct vm_config *cfg
 {
 	char id[16], *argv[32];
 	int argc = 0;
-	pid_t pid;
+	pid_t pid, parent;
 
 	snprintf(id, sizeof(id), "%u", node);
 	if (net) {
@@ -180,8 +181,19 @@ static pid_t spawn_node(const struct launch_opts *o, const struct vm_config *cfg
 	}
 	argv[argc++] = (char *)o->xml_path;
 	argv[argc] = NULL;
+	parent = getpid();
 	pid = fork();
 	if (pid == 0) {
+		/*
+		 * A node must not outlive its launcher: if grappe run is killed
+		 * (SIGKILL, a harness's timeout), nobody would stop the nodes
+		 * or reap them, and whoever waits for their output would wait
+		 * forever. The kernel sends SIGTERM, which a node handles like a
+		 * shutdown; the check closes the race with a launcher that died
+		 * before the prctl.
+		 */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent)
+			_exit(1);
 		/* Only node 0 has the console: the others must not read the terminal. */
 		if (node != 0) {
 			int fd = open("/dev/null", O_RDONLY);

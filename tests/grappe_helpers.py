@@ -3,6 +3,7 @@
 They run inside the lab (ci/lab), where /dev/kvm can boot a stock kernel.
 """
 import os
+import signal
 import subprocess
 import textwrap
 import time
@@ -132,12 +133,25 @@ def write_xml(tmp_path, xml):
 
 
 def run_grappe(tmp_path, xml, timeout=600, args=("run",)):
+    """Runs grappe to its end. On timeout the whole process group goes
+    (grappe and its nodes: a node holding the output pipes open would make
+    the wait endless) and the run is returned with rc=None and what it
+    printed, so the test's assertions show where it stopped."""
     path = write_xml(tmp_path, xml)
     t0 = time.monotonic()
-    p = subprocess.run([GRAPPE, *args, path], stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=timeout)
-    return Run(p.returncode, p.stdout.decode(errors="replace"),
-               p.stderr.decode(errors="replace"), time.monotonic() - t0)
+    p = subprocess.Popen([GRAPPE, *args, path], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        rc = None
+        err += f"\n[harness: killed after {timeout} s]".encode()
+    return Run(rc, out.decode(errors="replace"), err.decode(errors="replace"),
+               time.monotonic() - t0)
 
 
 def children(pid):

@@ -141,3 +141,25 @@ def test_nodes_started_by_hand(tmp_path, kvm, guest_image):
     # The real nodes saw the intruder's handshake fail and kept going.
     errs = err0.decode(errors="replace") + err1.decode(errors="replace")
     assert re.search(r"refus|authenticat|handshake", errs), errs[-3000:]
+
+
+def test_guest_larger_than_a_node(tmp_path, kvm, guest_image):
+    """Each node may hold 320 MiB (cgroup v2 memory.max): its own 256 MiB cell
+    and a 32 MiB cache of the other cell's pages. The guest writes and checks
+    384 MiB, more than any one node may hold, so the cache must evict and write
+    back pages and fetch them again, and the data must survive it."""
+    limits = "memory-max='320MiB' cache='32MiB'"
+    xml = domain_xml(vcpus=2, cells=2, nodes=2, mem_mib=512, node_attrs={0: limits, 1: limits},
+                     cmdline=f"grappe.test=memtouch grappe.memmib=384 {cluster_cmdline(2, 2)}")
+    r = run_grappe(tmp_path, xml, timeout=900)
+    lines = r.guest_lines()
+    assert "cannot apply memory-max" not in r.err, r
+    assert any(l.startswith("GRAPPE-GUEST: memtouch PASS mib=384") for l in lines), r
+    assert r.rc == 0, r
+    # Both nodes' memory was used, and the cache bound was what kept it small.
+    numa = next(l for l in lines if "memtouch numa" in l)
+    assert "N0=" in numa and "N1=" in numa, numa
+    ev = [int(m.group(1)) for m in re.finditer(r"dsm: .* evictions (\d+)", r.err)]
+    assert len(ev) == 2 and max(ev) > 0, r
+    caps = [int(m.group(1)) for m in re.finditer(r"cache max (\d+) pages", r.err)]
+    assert caps and max(caps) <= 32 * 256, r

@@ -286,6 +286,25 @@ void cluster_ram_quiesce(struct cluster_ram *r)
 		dsm_node_stop(r->dsm);
 }
 
+/*
+ * One line per node when it leaves: what its memory traffic was, and
+ * whether its cache bound was reached (a run under a memory limit shows
+ * its evictions here; docs/cluster.md).
+ */
+static void log_summary(struct cluster_ram *r)
+{
+	struct dsm_stats st;
+
+	dsm_node_stats(r->dsm, &st);
+	fprintf(stderr, "grappe-node %u: dsm: faults read %llu write %llu upgrade %llu, "
+		"pages in %llu out %llu, evictions %llu (write-backs %llu), cache max %llu "
+		"pages\n", r->m->pl.self, (unsigned long long)st.fault_read_miss,
+		(unsigned long long)st.fault_write_miss, (unsigned long long)st.fault_upgrade,
+		(unsigned long long)st.pages_rx, (unsigned long long)st.pages_tx,
+		(unsigned long long)(st.evict_s + st.evict_m), (unsigned long long)st.evict_m,
+		(unsigned long long)st.cache_max);
+}
+
 void cluster_ram_destroy(struct cluster_ram *r)
 {
 	if (!r)
@@ -295,6 +314,7 @@ void cluster_ram_destroy(struct cluster_ram *r)
 		r->m->stats_hook = NULL;
 		r->m->quiesce_hook = NULL;
 		dsm_node_stop(r->dsm);
+		log_summary(r);
 		dsm_node_destroy(r->dsm);
 	}
 	/* The first node to leave removes the name; mappings stay valid. */
