@@ -121,7 +121,13 @@ guest: all
 
 # Everything that boots a guest runs inside the lab (docs/testing.md).
 system-check: all guest
-	ci/lab --cpus 1 --timeout 2400 -- python3 -m pytest -q tests/
+	ci/lab --cpus 1 --timeout 2400 -- python3 -m pytest -q -m "not slow" tests/
+
+# Long runs kept out of make check: the system tests marked slow (4 DSM
+# nodes in the lab) and a long dsm-stress with tiny caches and bursts.
+soak: all guest
+	$(B)/bin/dsm-stress --seconds 120 --cache 4 --hold 200 --hold-max 5000
+	ci/lab --cpus 1 --timeout 5400 -- python3 -m pytest -q -m slow tests/
 
 check: deps all unit-check fuzz-check model-check system-check
 

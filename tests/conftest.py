@@ -16,6 +16,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab_helpers  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: too slow for make check in the lab; run by make soak")
+
+
 def pytest_report_header(config):
     where = "inside the lab (ci/lab)" if lab_helpers.in_lab() else "on the host"
     kvm = lab_helpers.kvm_problem() or "usable"
