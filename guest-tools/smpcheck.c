@@ -668,14 +668,14 @@ static const struct {
 };
 #define NR_CHECKS (sizeof(checks) / sizeof(checks[0]))
 
-/* A comma-separated list of check names: a bit per check. */
+/* Check names separated by ',' or '+' (grappe.smpargs splits on commas): a bit per check. */
 static unsigned parse_only(const char *list)
 {
     unsigned mask = 0;
     char buf[256], *save = NULL;
 
     snprintf(buf, sizeof buf, "%s", list);
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    for (char *t = strtok_r(buf, ",+", &save); t; t = strtok_r(NULL, ",+", &save)) {
         size_t i;
         for (i = 0; i < NR_CHECKS && strcmp(t, checks[i].name); i++)
             ;

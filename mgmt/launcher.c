@@ -114,6 +114,25 @@ static void remove_secret(const char *path)
 	}
 }
 
+/*
+ * A cgroup has memory.max only when its parent delegates the memory
+ * controller. systemd does that for the root; a bare cgroup2 mount (a
+ * container, the lab) does not, so enable it ourselves, as a container
+ * runtime would. The root cgroup may do so with processes in it.
+ */
+static int enable_memory_controller(void)
+{
+	int fd = open("/sys/fs/cgroup/cgroup.subtree_control", O_WRONLY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, "+memory", 7) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 /* cgroup v2: the node's memory.max, so a node holds no more than it is given. */
 static int node_cgroup(pid_t pid, unsigned node, uint64_t max, char *path, size_t len)
 {
@@ -126,6 +145,8 @@ static int node_cgroup(pid_t pid, unsigned node, uint64_t max, char *path, size_
 	snprintf(file, sizeof(file), "%s/memory.max", path);
 	snprintf(val, sizeof(val), "%llu", (unsigned long long)max);
 	fd = open(file, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && !enable_memory_controller())
+		fd = open(file, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 || write(fd, val, strlen(val)) < 0)
 		goto fail;
 	close(fd);

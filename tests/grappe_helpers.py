@@ -36,7 +36,7 @@ def cluster_cmdline(vcpus, nodes):
 # smpcheck sized for memory that moves between nodes at a few hundred pages
 # a second (the lab: nested, emulated): the checks are the same, with less
 # data (docs/testing.md).
-CLUSTER_SMPARGS = "grappe.smpargs=--mib=1,--timeout=400"
+CLUSTER_SMPARGS = "grappe.smpargs=--mib=1,--iters=50000,--timeout=400"
 
 
 def cells_xml(vcpus, cells, mem_mib, remote=20):
