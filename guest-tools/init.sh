@@ -210,7 +210,8 @@ fio_test() {
 }
 # make demo (examples/cluster.xml): the machine, then its disk in use.
 demo() {
-    smpcheck --info
+    # every CPU, also those isolcpus keeps init off (docs/cluster.md)
+    taskset -c "$all_cpus" smpcheck --info
     disk_wait || return 1
     mkdir -p /mnt
     if ! mount -t ext4 /dev/vda /mnt 2>/dev/null; then
