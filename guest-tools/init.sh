@@ -16,7 +16,8 @@
 #   grappe.smpargs=A,B   extra smpcheck arguments, comma separated
 #                        (e.g. grappe.smpargs=--iters=1000,--mib=1)
 #   grappe.test=memtouch write a pattern over grappe.memmib=N MiB (default 64) and
-#                        verify it, grappe.mempasses=N times (default 2)
+#                        verify it, grappe.mempasses=N times (default 2), within
+#                        grappe.memtimeout=S seconds (default 600)
 #                        (guest-tools/memtouch.c): "GRAPPE-GUEST: memtouch PASS"
 #   grappe.nopoweroff=1  stay up (halt loop) instead of powering off
 #   grappe.test=disk     [disks] ext4 on /dev/vda (files + checksums, remount, check),
@@ -273,8 +274,9 @@ case "$test" in
     memtouch)
         mib=$(param grappe.memmib)
         passes=$(param grappe.mempasses)
+        secs=$(param grappe.memtimeout)
         # memtouch prints its own PASS/FAIL line; a crash shows as rc
-        memtouch --mib="${mib:-64}" --passes="${passes:-2}" ||
+        memtouch --mib="${mib:-64}" --passes="${passes:-2}" --timeout="${secs:-600}" ||
             echo "GRAPPE-GUEST: memtouch FAIL rc=$?"
         ;;
     panic)
