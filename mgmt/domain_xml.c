@@ -883,11 +883,17 @@ static int parse_disk_driver(struct parser *p, xmlNodePtr n)
 		else
 			d->cache = (enum vm_disk_cache)i;
 	}
-	/* The I/O engine is ours to choose: every libvirt value is accepted. */
+	/*
+	 * Every libvirt value is accepted: 'threads' keeps requests on the
+	 * queue's worker threads; the others mean asynchronous I/O (io_uring)
+	 * where the store has it.
+	 */
 	if (!rc && io && strcmp(io, "native") && strcmp(io, "threads") &&
 	    strcmp(io, "io_uring") && strcmp(io, "default"))
 		rc = fail(p, n, "<driver> io '" QUOTE "' is not one of native, threads, "
 			  "io_uring, default", io);
+	if (!rc && io)
+		d->io_threads = !strcmp(io, "threads");
 	if (!rc && discard) {
 		if (!strcmp(discard, "ignore"))
 			d->discard = false;
