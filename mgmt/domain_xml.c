@@ -884,16 +884,17 @@ static int parse_disk_driver(struct parser *p, xmlNodePtr n)
 			d->cache = (enum vm_disk_cache)i;
 	}
 	/*
-	 * Every libvirt value is accepted: 'threads' keeps requests on the
-	 * queue's worker threads; the others mean asynchronous I/O (io_uring)
-	 * where the store has it.
+	 * Every libvirt value is accepted: 'native' and 'io_uring' ask for
+	 * asynchronous I/O (an io_uring per queue) where the store has it;
+	 * 'threads' and 'default' keep requests on the queue's worker threads,
+	 * as libvirt's default does for QEMU (docs/devices.md says why).
 	 */
 	if (!rc && io && strcmp(io, "native") && strcmp(io, "threads") &&
 	    strcmp(io, "io_uring") && strcmp(io, "default"))
 		rc = fail(p, n, "<driver> io '" QUOTE "' is not one of native, threads, "
 			  "io_uring, default", io);
 	if (!rc && io)
-		d->io_threads = !strcmp(io, "threads");
+		d->io_uring = !strcmp(io, "native") || !strcmp(io, "io_uring");
 	if (!rc && discard) {
 		if (!strcmp(discard, "ignore"))
 			d->discard = false;

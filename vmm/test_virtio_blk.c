@@ -68,7 +68,7 @@ struct fx {
 	struct held_store *held;     /* instead of the file, for some tests */
 	struct pipe_store *pipe;
 	unsigned ring_depth;
-	bool io_threads;
+	bool io_uring;
 };
 
 /* ---- the platform ---- */
@@ -344,14 +344,14 @@ static void add_blk(struct fx *f, bool ro)
 	struct virtio_blk_opts o = {
 		.name = "vda", .bd = f->held ? &f->held->bd : f->pipe ? &f->pipe->bd :
 		make_store(f, ro), .serial = SERIAL, .discard = true, .nr_queues = NQ,
-		.mem = &f->mem, .io_threads = f->io_threads, .ring_depth = f->ring_depth,
+		.mem = &f->mem, .io_uring = f->io_uring, .ring_depth = f->ring_depth,
 	};
 	char err[256];
 
 	assert_int_equal(virtio_blk_create(&f->blk, &f->bus, &o, err, sizeof(err)), 0);
 }
 
-static int setup_with(void **state, bool ro, bool held, bool io_threads, bool pipe)
+static int setup_with(void **state, bool ro, bool held, bool io_uring, bool pipe)
 {
 	struct fx *f = test_calloc(1, sizeof(*f));
 	uint8_t *buf = test_malloc(DISK_SIZE);
@@ -387,7 +387,7 @@ static int setup_with(void **state, bool ro, bool held, bool io_threads, bool pi
 		f->pipe->wr = fds[1];
 		f->ring_depth = 4;
 	}
-	f->io_threads = io_threads;
+	f->io_uring = io_uring || held || pipe;
 	assert_int_equal(guest_mem_init(&f->mem, MEM_SIZE), 0);
 	f->irq = (struct irq_sink){ rec_irq, f };
 	f->apic = (struct apic_bus){ rec_msg, f };
@@ -410,15 +410,22 @@ static int setup_readonly(void **state)
 	return setup_with(state, true, false, false, false);
 }
 
+/* The file store with io='io_uring'. */
+static int setup_uring(void **state)
+{
+	return setup_with(state, false, false, true, false);
+}
+
+static int setup_uring_readonly(void **state)
+{
+	return setup_with(state, true, false, true, false);
+}
+
 static int setup_held(void **state)
 {
 	return setup_with(state, false, true, false, false);
 }
 
-static int setup_threads(void **state)
-{
-	return setup_with(state, false, false, true, false);
-}
 
 static int setup_pipe(void **state)
 {
@@ -1404,7 +1411,7 @@ static void test_ring_full(void **state)
 	assert_int_equal(f->blk->stats.reads, 5);
 }
 
-/* io='threads': no asynchronous requests, the workers do everything. */
+/* The default (io='threads'): no asynchronous requests, the workers do everything. */
 static void test_io_threads(void **state)
 {
 	struct fx *f = *state;
@@ -1441,10 +1448,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multiqueue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kick_before_driver_ok, setup, teardown),
+		/* The same requests through the io_uring queue loop (io='io_uring'). */
+		cmocka_unit_test_setup_teardown(test_read_write, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_id_unsupported, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only, setup_uring_readonly, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_chain_and_reset, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_intx, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_multiqueue, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_kick_before_driver_ok, setup_uring, teardown),
 		cmocka_unit_test_setup_teardown(test_async_all_in_flight, setup_held, teardown),
 		cmocka_unit_test_setup_teardown(test_async_error_and_refusal, setup_held, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_waits_for_async, setup_held, teardown),
-		cmocka_unit_test_setup_teardown(test_io_threads, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_io_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ring_full, setup_pipe, teardown),
 	};
 

@@ -477,7 +477,7 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	 * store blocks in pread/pwrite (or waits on a remote replica), and the
 	 * disk only sees as many as there are workers waiting at once.
 	 */
-	if (!o->io_threads && blockdev_has_submit(b->bd)) {
+	if (o->io_uring && blockdev_has_submit(b->bd)) {
 		b->async = create_rings(b, nq, o->ring_depth, why, sizeof(why));
 		if (!b->async)
 			blog(b, "no asynchronous I/O (%s): %u requests in flight per queue", why,

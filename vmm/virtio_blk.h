@@ -78,7 +78,7 @@ struct virtio_blk_opts {
 	struct blockdev *bd;         /* the device takes it over (closed by destroy) */
 	const char *serial;          /* NULL or up to 20 bytes */
 	bool discard;                /* offer DISCARD (a writable disk only) */
-	bool io_threads;             /* io='threads': every request on the queue's workers */
+	bool io_uring;               /* asynchronous reads, writes, flushes where the store has them */
 	unsigned ring_depth;         /* asynchronous requests in flight per queue; 0 = the default */
 	unsigned nr_queues;
 	const struct guest_mem *mem;
