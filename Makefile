@@ -7,7 +7,7 @@
 
 SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
 CC        ?= gcc
-PKGS      := libxml-2.0 libsodium json-c
+PKGS      := libxml-2.0 libsodium json-c liburing
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter

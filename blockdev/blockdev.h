@@ -2,14 +2,16 @@
 #ifndef GRAPPE_BLOCKDEV_H
 #define GRAPPE_BLOCKDEV_H
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 /*
  * The backing store of a guest disk, as the virtio-blk device model sees
- * it. One implementation today, a raw file or block device
- * (blockdev/file_store.c); the replicated cluster store will be another.
+ * it: a raw file or block device (blockdev/file_store.c), a store on
+ * another node (store_client.c), the replicated volume (volume.c).
  *
  * Contract (docs/devices.md, "The blockdev interface"):
  *
@@ -32,6 +34,32 @@
  *  - size() is constant for the life of the object.
  */
 struct blockdev;
+struct aio_ring;
+
+/*
+ * An asynchronous read, write or flush (optional: see submit). Same
+ * contract as the synchronous operations, but many can be in flight from
+ * one thread, so a disk sees the guest's queue depth without a thread per
+ * request waiting in the kernel (docs/devices.md, "Requests in flight").
+ */
+enum blockdev_req_op {
+	BLOCKDEV_REQ_READ,
+	BLOCKDEV_REQ_WRITE,
+	BLOCKDEV_REQ_FLUSH,
+};
+
+struct blockdev_req {
+	enum blockdev_req_op op;
+	const struct iovec *iov;     /* READ, WRITE: the store copies the array itself */
+	int iovcnt;
+	uint64_t off;
+	/*
+	 * Called exactly once, with 0 or a negative errno: on the ring's owner
+	 * thread, inside aio_ring_wait() or from within submit(); req may be
+	 * freed there. The buffers must stay valid until then.
+	 */
+	void (*done)(struct blockdev_req *req, int rc);
+};
 
 struct blockdev_ops {
 	int (*read)(struct blockdev *bd, const struct iovec *iov, int iovcnt, uint64_t off);
@@ -42,6 +70,14 @@ struct blockdev_ops {
 	uint64_t (*size)(struct blockdev *bd);
 	/* Releases the store (after a final flush if it wants one). */
 	void (*close)(struct blockdev *bd);
+	/*
+	 * Optional: starts req on ring (blockdev/aio_ring.h), which the
+	 * calling thread owns and waits on. Returns 0 when done() will be
+	 * called, or a negative errno when it will not (-EBUSY: the ring is
+	 * full; anything else: the caller may do the synchronous operation
+	 * instead). No request may be in flight at close().
+	 */
+	int (*submit)(struct blockdev *bd, struct aio_ring *ring, struct blockdev_req *req);
 };
 
 struct blockdev {
@@ -82,6 +118,18 @@ static inline int blockdev_write_zeroes(struct blockdev *bd, uint64_t off, uint6
 static inline uint64_t blockdev_size(struct blockdev *bd)
 {
 	return bd->ops->size(bd);
+}
+
+/* Whether the store takes asynchronous requests. */
+static inline bool blockdev_has_submit(const struct blockdev *bd)
+{
+	return bd->ops->submit != NULL;
+}
+
+static inline int blockdev_submit(struct blockdev *bd, struct aio_ring *ring,
+				  struct blockdev_req *req)
+{
+	return bd->ops->submit ? bd->ops->submit(bd, ring, req) : -EOPNOTSUPP;
 }
 
 static inline void blockdev_close(struct blockdev *bd)

@@ -11,6 +11,14 @@
  *
  * The image is locked (flock: exclusive for read-write, shared for
  * read-only) so that two guests cannot write the same disk.
+ *
+ * Reads, writes and flushes can also be submitted asynchronously on the
+ * caller's io_uring (aio_ring.c). That is what lets a guest's queue depth
+ * reach the kernel: a synchronous O_DIRECT write into a hole of a file (a
+ * sparse image, the usual case) holds the inode lock exclusively until the
+ * write is done, so writers behind it wait whatever the number of threads,
+ * while an asynchronous one lets go of the lock once its bios are issued
+ * (docs/devices.md, "Requests in flight").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +33,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blockdev/aio_ring.h"
 #include "blockdev/file_store.h"
 
 #define ZERO_BUF_SIZE (64 * 1024)
 #define ZERO_IOVS     16
 #define DIO_ALIGN     512
+#define AIO_RETRIES   8        /* EINTR / EAGAIN from the kernel, per request */
 
 struct file_store {
 	struct blockdev bd;
@@ -41,6 +51,20 @@ struct file_store {
 	uint64_t size;
 	int punch_ok;      /* atomic: cleared when the filesystem says EOPNOTSUPP */
 	int zero_range_ok; /* atomic */
+};
+
+/* An asynchronous request on its way through the ring. */
+struct fs_aio {
+	struct aio_ring_op op;
+	struct aio_ring *ring;  /* the submitter's: continuations go there too */
+	struct file_store *s;
+	struct blockdev_req *req;
+	uint64_t left;          /* bytes still to transfer */
+	int first;              /* iov[first..iovcnt) still to transfer */
+	int iovcnt;
+	int retries;
+	bool buffered;          /* on buf_fd */
+	struct iovec iov[];     /* the caller's, advanced over what is done */
 };
 
 static const uint8_t zeros[ZERO_BUF_SIZE] __attribute__((aligned(4096)));
@@ -230,6 +254,158 @@ static int fs_write_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, bool
 	return write_zero_bytes(s, off, len);
 }
 
+/* ---- asynchronous requests ---- */
+
+static void aio_finish(struct fs_aio *a, int rc)
+{
+	struct blockdev_req *req = a->req;
+
+	free(a);
+	req->done(req, rc);
+}
+
+/* Skips n transferred bytes. */
+static void aio_advance(struct fs_aio *a, uint64_t n)
+{
+	a->left -= n;
+	a->op.off += n;
+	while (n > 0 && a->first < a->iovcnt) {
+		struct iovec *v = &a->iov[a->first];
+
+		if (n >= v->iov_len) {
+			n -= v->iov_len;
+			a->first++;
+		} else {
+			v->iov_base = (uint8_t *)v->iov_base + n;
+			v->iov_len -= n;
+			n = 0;
+		}
+	}
+	a->op.iov = a->iov + a->first;
+	a->op.iovcnt = a->iovcnt - a->first;
+}
+
+/*
+ * On the ring's owner thread, the op no longer in flight: there is room
+ * for it again, so this cannot be refused.
+ */
+static void resubmit(struct fs_aio *a)
+{
+	int rc = aio_ring_submit(a->ring, &a->op);
+
+	if (rc)
+		aio_finish(a, rc);
+}
+
+/* On the ring's owner thread; the same rules as rw_all() and fs_rw(). */
+static void aio_complete(struct aio_ring_op *op, int res)
+{
+	struct fs_aio *a = (struct fs_aio *)op;
+	struct file_store *s = a->s;
+
+	if (op->kind == AIO_RING_FDATASYNC) {
+		aio_finish(a, res < 0 ? res : 0);
+		return;
+	}
+	if (res == -EINVAL && s->direct && !a->buffered) {
+		/* What O_DIRECT refuses goes through the page cache, as fs_rw() does. */
+		a->buffered = true;
+		op->fd = s->buf_fd;
+		resubmit(a);
+		return;
+	}
+	if ((res == -EINTR || res == -EAGAIN) && a->retries++ < AIO_RETRIES) {
+		resubmit(a);
+		return;
+	}
+	if (res < 0) {
+		aio_finish(a, res);
+		return;
+	}
+	if (res == 0) {
+		/* End of file: a write cannot go on; a read finds zeros, as past a sparse tail. */
+		if (op->kind == AIO_RING_WRITEV) {
+			aio_finish(a, -EIO);
+			return;
+		}
+		for (int i = a->first; i < a->iovcnt; i++)
+			memset(a->iov[i].iov_base, 0, a->iov[i].iov_len);
+		aio_finish(a, 0);
+		return;
+	}
+	aio_advance(a, (uint64_t)res);
+	if (!a->left) {
+		aio_finish(a, 0);
+		return;
+	}
+	a->retries = 0;
+	resubmit(a);
+}
+
+static int fs_submit(struct blockdev *bd, struct aio_ring *ring, struct blockdev_req *req)
+{
+	struct file_store *s = fs_of(bd);
+	bool is_write = req->op == BLOCKDEV_REQ_WRITE;
+	struct fs_aio *a;
+	uint64_t len = 0;
+	int rc;
+
+	if (req->op == BLOCKDEV_REQ_FLUSH) {
+		if (s->no_flush || s->bd.read_only) {
+			req->done(req, 0);
+			return 0;
+		}
+		a = calloc(1, sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		a->s = s;
+		a->ring = ring;
+		a->req = req;
+		a->op = (struct aio_ring_op){ .kind = AIO_RING_FDATASYNC, .fd = s->fd,
+					      .complete = aio_complete };
+		rc = aio_ring_submit(ring, &a->op);
+		if (rc)
+			free(a);
+		return rc;
+	}
+	if (req->op != BLOCKDEV_REQ_READ && !is_write)
+		return -EINVAL;
+	if (is_write && s->bd.read_only) {
+		req->done(req, -EROFS);
+		return 0;
+	}
+	if (req->iovcnt < 1 || req->iovcnt > IOV_MAX)
+		return -EINVAL;     /* the synchronous path copes with any count */
+	a = malloc(sizeof(*a) + sizeof(a->iov[0]) * (size_t)req->iovcnt);
+	if (!a)
+		return -ENOMEM;
+	memcpy(a->iov, req->iov, sizeof(a->iov[0]) * (size_t)req->iovcnt);
+	for (int i = 0; i < req->iovcnt; i++)
+		len += req->iov[i].iov_len;
+	a->s = s;
+	a->ring = ring;
+	a->req = req;
+	a->left = len;
+	a->first = 0;
+	a->iovcnt = req->iovcnt;
+	a->retries = 0;
+	a->buffered = s->direct && !aligned(req->iov, req->iovcnt, req->off);
+	a->op = (struct aio_ring_op){
+		.kind = is_write ? AIO_RING_WRITEV : AIO_RING_READV,
+		.fd = a->buffered ? s->buf_fd : s->fd,
+		.iov = a->iov, .iovcnt = a->iovcnt, .off = req->off,
+		.complete = aio_complete,
+	};
+	if (!len) {
+		aio_finish(a, 0);
+		return 0;
+	}
+	rc = aio_ring_submit(ring, &a->op);
+	if (rc)
+		free(a);
+	return rc;
+}
+
 static uint64_t fs_size(struct blockdev *bd)
 {
 	return fs_of(bd)->size;
@@ -254,6 +430,7 @@ static const struct blockdev_ops file_store_ops = {
 	.write_zeroes = fs_write_zeroes,
 	.size = fs_size,
 	.close = fs_close,
+	.submit = fs_submit,
 };
 
 static int fail(struct file_store *s, char *err, size_t errlen, const char *path,

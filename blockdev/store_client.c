@@ -743,6 +743,15 @@ int store_client_open(struct store_client *c, unsigned node, const char *name,
 	return 0;
 }
 
+int store_client_reopen(struct store_client *c, unsigned node, const char *name,
+			struct blockdev *cur, struct blockdev **out, char *why, size_t whylen)
+{
+	*out = NULL;
+	if (cur && !store_client_store_error(cur))
+		return 0;
+	return store_client_open(c, node, name, out, why, whylen) ? -1 : 1;
+}
+
 /* ---- the fabric thread ---- */
 
 static const char *reply_mismatch(const struct chunk *ch, const struct store_reply *r)

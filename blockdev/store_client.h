@@ -76,6 +76,17 @@ int store_client_open(struct store_client *cli, unsigned node, const char *name,
 		      struct blockdev **out, char *err, size_t errlen);
 /* 0 while the store is usable, else the error that every operation now returns. */
 int store_client_store_error(struct blockdev *bd);
+/*
+ * For a replicated volume's probe (volume_config.reopen): the store named
+ * `name` on `node`, whose current blockdev is cur (NULL when it was never
+ * opened, e.g. the node did not answer when the volume opened). Returns 0
+ * when cur is usable as it is (the probe then reads it again), 1 with a
+ * freshly opened store in *out when cur is missing or has failed for good
+ * (a timeout, a malformed reply, the node down), or -1 with the reason in
+ * why when it cannot be opened now.
+ */
+int store_client_reopen(struct store_client *cli, unsigned node, const char *name,
+			struct blockdev *cur, struct blockdev **out, char *why, size_t whylen);
 void store_client_stats(struct store_client *cli, struct store_client_stats *st);
 /*
  * Fails everything in flight with -ESHUTDOWN and returns when no thread is

@@ -9,6 +9,11 @@
  *
  * The server and the client are also driven alone, with a send() that
  * captures frames, to feed them malformed and unexpected messages.
+ *
+ * Last, a replicated volume over a local store and a remote one: the
+ * remote store unreachable when the volume opens, then reachable, is
+ * reopened by the volume's probe (store_client_reopen) and resynchronised;
+ * so is one whose requests timed out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +33,8 @@
 #include "blockdev/file_store.h"
 #include "blockdev/store_client.h"
 #include "blockdev/store_server.h"
+#include "blockdev/volume.h"
+#include "blockdev/volume_layout.h"
 #include "fabric/frame.h"
 
 #define CLIENT_NODE 0u
@@ -553,6 +560,19 @@ static struct blockdev *open_file(const char *path, bool ro)
 
 	if (file_store_open(path, &o, &bd, err, sizeof(err)))
 		print_error("%s\n", err);
+	assert_non_null(bd);
+	return bd;
+}
+
+static struct blockdev *open_remote_named(struct store_client *cli, const char *name)
+{
+	struct blockdev *bd = NULL;
+	char err[256] = "";
+	int rc = store_client_open(cli, SERVER_NODE, name, &bd, err, sizeof(err));
+
+	if (rc)
+		print_error("%s\n", err);
+	assert_int_equal(rc, 0);
 	assert_non_null(bd);
 	return bd;
 }
@@ -1845,6 +1865,233 @@ static void test_open_after_sends(void **state)
 	sim_fini(&sim);
 }
 
+/* ---- a volume whose second store is on the server ---- */
+
+#define VCHUNK (64u * KiB)
+#define VSIZE (16u * VCHUNK)
+#define VSTORE "vol0/1"
+
+struct vremote {
+	char dir[64], path[2][96];
+	struct vlayout lay;
+	struct store_server *srv;
+	struct store_client *cli;
+	struct blockdev *exported;
+	struct lo_link to_srv, to_cli;
+	struct side srv_side, cli_side;
+	struct volume *vol;
+	struct blockdev *bd;
+	unsigned reopens;            /* atomic: calls of the probe's reopen() */
+	uint8_t ref[VSIZE];
+	pthread_mutex_t log_lock;
+	char log[8192];
+};
+
+static void vr_log(void *ctx, const char *msg)
+{
+	struct vremote *v = ctx;
+	size_t n;
+
+	pthread_mutex_lock(&v->log_lock);
+	n = strlen(v->log);
+	snprintf(v->log + n, sizeof(v->log) - n, "%s\n", msg);
+	pthread_mutex_unlock(&v->log_lock);
+}
+
+static bool vr_logged(struct vremote *v, const char *what)
+{
+	bool found;
+
+	pthread_mutex_lock(&v->log_lock);
+	found = strstr(v->log, what) != NULL;
+	pthread_mutex_unlock(&v->log_lock);
+	return found;
+}
+
+/* What vmm/volume_host.c does for a store on another node. */
+static int vr_reopen(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+		     char *why, size_t whylen)
+{
+	struct vremote *v = ctx;
+
+	*out = NULL;
+	if (idx != 1)
+		return 0;
+	__atomic_fetch_add(&v->reopens, 1, __ATOMIC_RELAXED);
+	return store_client_reopen(v->cli, SERVER_NODE, VSTORE, cur, out, why, whylen);
+}
+
+static void vr_open(struct vremote *v, bool remote)
+{
+	struct blockdev *bds[2] = { open_file(v->path[0], false), NULL };
+	const char *names[2] = { "local", "node 1" };
+	struct volume_config cfg = {
+		.name = "vol0", .size = VSIZE, .chunk_size = VCHUNK, .stores = 2, .replicas = 2,
+		.store_names = names, .log = vr_log, .log_ctx = v, .probe_ms = 20,
+		.idle_ms = 600000, .reopen = vr_reopen, .reopen_ctx = v,
+	};
+	char err[512] = "";
+
+	/* As volume_host does: a store whose node does not answer is left out. */
+	if (remote)
+		bds[1] = open_remote_named(v->cli, VSTORE);
+	else
+		assert_int_equal(store_client_open(v->cli, SERVER_NODE, VSTORE, &bds[1], err,
+						   sizeof(err)), -ETIMEDOUT);
+	if (volume_open(&cfg, bds, 0, &v->vol, err, sizeof(err)))
+		fail_msg("volume_open: %s", err);
+	v->bd = volume_blockdev(v->vol);
+}
+
+static void vr_write(struct vremote *v, uint64_t *seed, uint64_t limit)
+{
+	uint64_t len = 512 * (1 + rnd(seed) % (2 * VCHUNK / 512));
+	uint64_t off = 512 * (rnd(seed) % ((limit - len) / 512 + 1));
+
+	fill(v->ref + off, len, rnd(seed));
+	assert_int_equal(wr(v->bd, v->ref + off, len, off), 0);
+}
+
+static void vr_verify(struct vremote *v)
+{
+	uint8_t *buf = malloc(VSIZE);
+
+	assert_non_null(buf);
+	assert_int_equal(rd(v->bd, buf, VSIZE, 0), 0);
+	assert_memory_equal(buf, v->ref, VSIZE);
+	free(buf);
+}
+
+/* Both stores hold every chunk (N = R = 2) at the same place: their data areas are equal. */
+static void vr_same_data(struct vremote *v)
+{
+	uint64_t start = vlayout_data_offset(&v->lay, 0, 0), len = VSIZE;
+	uint8_t *a = malloc(len), *b = malloc(len);
+	int fa = open(v->path[0], O_RDONLY), fb = open(v->path[1], O_RDONLY);
+
+	assert_true(a && b && fa >= 0 && fb >= 0);
+	assert_int_equal(vlayout_data_offset(&v->lay, 0, 1), start);
+	assert_int_equal(pread(fa, a, len, (off_t)start), (ssize_t)len);
+	assert_int_equal(pread(fb, b, len, (off_t)start), (ssize_t)len);
+	assert_memory_equal(a, v->ref, len);
+	assert_memory_equal(b, v->ref, len);
+	close(fa);
+	close(fb);
+	free(a);
+	free(b);
+}
+
+static void vr_wait_healthy(struct vremote *v)
+{
+	struct volume_stats st;
+
+	WAIT_FOR((volume_stats(v->vol, &st), !st.degraded && !st.chunks_unavailable));
+}
+
+static unsigned vr_reopens(struct vremote *v)
+{
+	return __atomic_load_n(&v->reopens, __ATOMIC_RELAXED);
+}
+
+static void test_volume_reopens_remote_store(void **state)
+{
+	struct vremote *v = calloc(1, sizeof(*v));
+	struct store_server_config sc = { .send = side_send, .log = side_log };
+	struct store_client_config cc = { .send = side_send, .log = side_log, .timeout_ms = 300 };
+	struct volume_stats st;
+	char err[256];
+	uint64_t seed = 42;
+	unsigned calls;
+
+	(void)state;
+	assert_non_null(v);
+	pthread_mutex_init(&v->log_lock, NULL);
+	pthread_mutex_init(&v->srv_side.log.lock, NULL);
+	pthread_mutex_init(&v->cli_side.log.lock, NULL);
+	v->srv_side.out = &v->to_cli;
+	v->cli_side.out = &v->to_srv;
+	assert_int_equal(vlayout_init(&v->lay, VSIZE, VCHUNK, 2, 2, err, sizeof(err)), 0);
+	snprintf(v->dir, sizeof(v->dir), "/tmp/grappe-vr-XXXXXX");
+	assert_non_null(mkdtemp(v->dir));
+	for (unsigned i = 0; i < 2; i++) {
+		int fd;
+
+		snprintf(v->path[i], sizeof(v->path[i]), "%s/store%u.img", v->dir, i);
+		fd = open(v->path[i], O_CREAT | O_RDWR | O_TRUNC, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)vlayout_store_bytes(&v->lay, i)), 0);
+		close(fd);
+	}
+	sc.ctx = &v->srv_side;
+	cc.ctx = &v->cli_side;
+	assert_int_equal(store_server_create(&v->srv, &sc, err, sizeof(err)), 0);
+	assert_int_equal(store_client_create(&v->cli, &cc, err, sizeof(err)), 0);
+	lo_start(&v->to_srv, CLIENT_NODE, SERVER_NODE, to_server, v->srv, false, 3);
+	lo_start(&v->to_cli, SERVER_NODE, CLIENT_NODE, to_client, v->cli, false, 5);
+	v->exported = open_file(v->path[1], false);
+	assert_int_equal(store_server_export(v->srv, VSTORE, v->exported), 0);
+
+	/* Formatted with both stores, some data, closed cleanly. */
+	vr_open(v, true);
+	for (int i = 0; i < 20; i++)
+		vr_write(v, &seed, VSIZE);
+	volume_close(v->vol);
+
+	/* Node 1 does not answer when the volume opens: degraded, probed. */
+	lo_set_mode(&v->to_srv, LO_DROP);
+	vr_open(v, false);
+	volume_stats(v->vol, &st);
+	assert_true(st.degraded);
+	assert_false(st.replica[1].attached);
+	for (int i = 0; i < 20; i++)
+		vr_write(v, &seed, VSIZE / 2);
+	calls = vr_reopens(v);
+	WAIT_FOR(vr_reopens(v) >= calls + 2);
+	assert_true(vr_logged(v, "is still out of service: store " VSTORE " on node 1: "
+			      "Connection timed out"));
+	volume_stats(v->vol, &st);
+	assert_int_equal(st.replica[1].state, VOLUME_REPLICA_FAILED);
+
+	/* It answers: reopened, judged, the chunks written meanwhile copied. */
+	lo_set_mode(&v->to_srv, LO_DELIVER);
+	vr_wait_healthy(v);
+	volume_stats(v->vol, &st);
+	assert_true(st.replica[1].attached);
+	assert_true(st.replica[1].chunks_resynced > 0);
+	assert_true(st.replica[1].chunks_resynced <= VSIZE / 2 / VCHUNK + 1);
+	assert_true(vr_logged(v, "returned"));
+	vr_verify(v);
+	vr_same_data(v);
+
+	/* Requests that time out fail the remote store for good; the probe reopens it. */
+	lo_set_mode(&v->to_srv, LO_DROP);
+	vr_write(v, &seed, VSIZE);        /* the local copy takes it: no error */
+	volume_stats(v->vol, &st);
+	assert_int_equal(st.replica[1].state, VOLUME_REPLICA_FAILED);
+	for (int i = 0; i < 5; i++)
+		vr_write(v, &seed, VSIZE);
+	lo_set_mode(&v->to_srv, LO_DELIVER);
+	vr_wait_healthy(v);
+	vr_verify(v);
+	vr_same_data(v);
+	volume_close(v->vol);
+
+	store_client_shutdown(v->cli);
+	store_server_shutdown(v->srv);
+	lo_stop(&v->to_srv);
+	lo_stop(&v->to_cli);
+	store_client_destroy(v->cli);
+	store_server_destroy(v->srv);
+	blockdev_close(v->exported);
+	unlink(v->path[0]);
+	unlink(v->path[1]);
+	rmdir(v->dir);
+	pthread_mutex_destroy(&v->srv_side.log.lock);
+	pthread_mutex_destroy(&v->cli_side.log.lock);
+	pthread_mutex_destroy(&v->log_lock);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1865,6 +2112,7 @@ int main(void)
 		cmocka_unit_test(test_client_refusals),
 		cmocka_unit_test(test_reopen_barrier),
 		cmocka_unit_test(test_open_after_sends),
+		cmocka_unit_test(test_volume_reopens_remote_store),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

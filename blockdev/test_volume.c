@@ -121,6 +121,9 @@ struct fx {
 	uint64_t seed;
 	pthread_mutex_t log_lock;
 	char log[16384];
+	/* volume_config.reopen, when set: see test_missing_store_reopened. */
+	int (*reopen)(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+		      char *why, size_t whylen);
 };
 
 static void collect(void *ctx, const char *msg)
@@ -228,7 +231,7 @@ static struct volume_config config(struct fx *f, const char **names)
 	return (struct volume_config){
 		.name = "vol0", .size = f->size, .chunk_size = CHUNK, .stores = f->n,
 		.replicas = f->r, .store_names = names, .log = collect, .log_ctx = f,
-		.probe_ms = 20, .idle_ms = f->idle_ms,
+		.probe_ms = 20, .idle_ms = f->idle_ms, .reopen = f->reopen, .reopen_ctx = f,
 	};
 }
 
@@ -1044,6 +1047,150 @@ static void test_unreadable_store_at_open(void **state)
 	fx_free(f);
 }
 
+/* ---- a store unreachable at opening, reopened by the probe ---- */
+
+enum reach { UNREACHABLE, PROBE_AS_IS, FOREIGN, REACHABLE };
+
+static struct {
+	int mode;                 /* enum reach, atomic */
+	unsigned calls;           /* atomic */
+	bool saw_cur;             /* the callback was shown a blockdev */
+	struct fx *other;         /* a store of another volume, for FOREIGN */
+} reopener;
+
+static int test_reopen(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+		       char *why, size_t whylen)
+{
+	struct fx *f = ctx;
+
+	__atomic_fetch_add(&reopener.calls, 1, __ATOMIC_RELAXED);
+	*out = NULL;
+	if (idx != 1)
+		return 0;
+	if (cur)
+		reopener.saw_cur = true;
+	switch (__atomic_load_n(&reopener.mode, __ATOMIC_ACQUIRE)) {
+	case UNREACHABLE:
+		snprintf(why, whylen, "node 1 does not answer");
+		return -1;
+	case PROBE_AS_IS:
+		return 0;
+	case FOREIGN:
+		*out = &wrap(open_store(reopener.other->path[1]))->bd;
+		return 1;
+	default:
+		f->fault[1] = wrap(open_store(f->path[1]));
+		*out = &f->fault[1]->bd;
+		return 1;
+	}
+}
+
+static unsigned reopen_calls(void)
+{
+	return __atomic_load_n(&reopener.calls, __ATOMIC_RELAXED);
+}
+
+static void wait_calls(unsigned more)
+{
+	unsigned want = reopen_calls() + more;
+
+	for (int i = 0; i < POLL_MAX && reopen_calls() < want; i++)
+		pause_ms(5);
+	assert_true(reopen_calls() >= want);
+}
+
+static unsigned count_logged(struct fx *f, const char *needle)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&f->log_lock);
+	for (const char *p = f->log; (p = strstr(p, needle)); p++)
+		n++;
+	pthread_mutex_unlock(&f->log_lock);
+	return n;
+}
+
+/*
+ * Store 1 cannot be reached when the volume opens (a remote store whose
+ * node did not answer): the volume runs degraded with no blockdev for it,
+ * and its probe asks reopen() every probe_ms. While it cannot be reached,
+ * one log line (not one per probe); a store that reopen() gives but the
+ * volume refuses (another volume's) is closed and the probe goes on; once
+ * it is reachable, it returns as a returning store: exactly the chunks
+ * written without it are copied, and every replica is identical.
+ */
+static void test_missing_store_reopened(void **state)
+{
+	struct fx *f = fx_new(2, 2, 8 * CHUNK), *other = fx_new(2, 2, 8 * CHUNK);
+	const bool present[2] = { true, false };
+	bool touched[8] = { false };
+	uint64_t first, last, expect = 0;
+	char err[512] = "";
+
+	open_ok(other, VOLUME_NO_LOCAL);
+	close_vol(other);
+	open_ok(f, 0);
+	for (int i = 0; i < 20; i++)
+		random_write(f, &last);
+	close_vol(f);
+
+	memset(&reopener, 0, sizeof(reopener));
+	reopener.other = other;
+	f->reopen = test_reopen;
+	if (try_open(f, present, 0, err, sizeof(err)))
+		fail_msg("volume_open: %s", err);
+	assert_true(stats(f).degraded);
+	assert_int_equal(stats(f).replica[1].state, VOLUME_REPLICA_FAILED);
+	assert_false(stats(f).replica[1].attached);
+	for (int i = 0; i < 30; i++) {
+		first = random_write_below(f, 5 * CHUNK, &last);
+		for (uint64_t c = first; c <= last; c++)
+			touched[c] = true;
+	}
+	for (uint64_t c = 0; c < 8; c++)
+		expect += touched[c];
+	wait_calls(3);
+	assert_int_equal(count_logged(f, "is still out of service"), 1);
+	assert_true(logged(f, "store 1 (") && logged(f, "missing"));
+	assert_true(logged(f, "is still out of service: node 1 does not answer"));
+	assert_false(stats(f).replica[1].attached);
+
+	/* "Probe it as it is" with nothing to probe: nothing happens. */
+	__atomic_store_n(&reopener.mode, PROBE_AS_IS, __ATOMIC_RELEASE);
+	wait_calls(3);
+	assert_int_equal(stats(f).replica[1].state, VOLUME_REPLICA_FAILED);
+
+	/* The wrong store: refused, closed (no leak), nothing written to it. */
+	__atomic_store_n(&reopener.mode, FOREIGN, __ATOMIC_RELEASE);
+	wait_calls(3);
+	assert_true(logged(f, "belongs to another volume"));
+	assert_int_equal(stats(f).replica[1].state, VOLUME_REPLICA_FAILED);
+	assert_false(reopener.saw_cur);
+
+	__atomic_store_n(&reopener.mode, REACHABLE, __ATOMIC_RELEASE);
+	wait_healthy(f);
+	assert_true(stats(f).replica[1].attached);
+	assert_true(logged(f, "returned"));
+	assert_int_equal(stats(f).replica[1].chunks_resynced, expect);
+	verify(f);
+	check_replicas(f);
+	/* A live store is not probed. */
+	{
+		unsigned calls = reopen_calls();
+
+		pause_ms(100);
+		assert_int_equal(reopen_calls(), calls);
+	}
+	close_vol(f);
+	f->reopen = NULL;
+	open_ok(f, 1);
+	assert_false(stats(f).degraded);
+	verify(f);
+	close_vol(f);
+	fx_free(f);
+	fx_free(other);
+}
+
 /* One store, one replica: no redundancy, the same paths. */
 static void test_single_store(void **state)
 {
@@ -1207,6 +1354,7 @@ int main(void)
 		cmocka_unit_test(test_read_failover),
 		cmocka_unit_test(test_probe_needs_writes),
 		cmocka_unit_test(test_unreadable_store_at_open),
+		cmocka_unit_test(test_missing_store_reopened),
 		cmocka_unit_test(test_single_store),
 		cmocka_unit_test(test_no_replica_left),
 		cmocka_unit_test(test_discard_and_zeroes),

@@ -35,6 +35,23 @@ struct volume_config {
 	unsigned workers;             /* threads writing replicas in parallel; 0 = 2 * N, up to 16 */
 	unsigned probe_ms;            /* failed stores probed every; 0 = 1000 */
 	unsigned idle_ms;             /* a chunk's write intent is cleared after idle; 0 = 5000 */
+	/*
+	 * Optional: how the probe gets a store back that has no blockdev (it
+	 * was unreachable when the volume opened) or whose blockdev cannot
+	 * recover by itself (a remote store whose requests timed out). Called
+	 * on the maintenance thread for each failed store, every probe_ms,
+	 * with its current blockdev (NULL if none; it stays the volume's).
+	 * Returns 1 with a fresh blockdev in *out, which the probe attaches
+	 * as volume_replica_reattach() would (judged, then resynchronised) and
+	 * owns from then on, taken or refused; 0 to probe the current one as
+	 * it is; -1 with the reason in why when the store cannot be reached
+	 * now (logged when the reason changes). It may block (a remote OPEN
+	 * waits for its timeout), which delays the volume's other background
+	 * work, never guest I/O.
+	 */
+	int (*reopen)(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+		      char *why, size_t whylen);
+	void *reopen_ctx;
 };
 
 enum volume_replica_state {

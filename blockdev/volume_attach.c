@@ -159,14 +159,15 @@ static void install(struct volume *vol, struct vol_replica *r, struct blockdev *
 	__atomic_store_n(&r->state, VOLUME_REPLICA_RESYNCING, __ATOMIC_RELEASE);
 }
 
-int vol_attach(struct volume *vol, unsigned idx, struct blockdev *newbd, char *why, size_t whylen)
+/* attach_lock held. */
+static int attach_locked(struct volume *vol, unsigned idx, struct blockdev *newbd, char *why,
+			 size_t whylen)
 {
 	struct vol_replica *r = &vol->rep[idx];
 	struct attach_scan sc = { 0 };
 	struct blockdev *bd;
 	int rc = -1;
 
-	pthread_mutex_lock(&vol->attach_lock);
 	bd = newbd ? newbd : r->bd;
 	if (vol_state(r) != VOLUME_REPLICA_FAILED)
 		snprintf(why, whylen, "is in service; only a failed store can be attached");
@@ -202,10 +203,49 @@ int vol_attach(struct volume *vol, unsigned idx, struct blockdev *newbd, char *w
 		vol_log(vol, "%s %s: %" PRIu64 " chunks to check and resynchronise", r->name,
 			sc.kind == VMETA_EMPTY ? "joins as a new member" : "returned", r->slots);
 out:
-	pthread_mutex_unlock(&vol->attach_lock);
 	free(sc.entries);
 	free(sc.block_seq);
+	return rc;
+}
+
+int vol_attach(struct volume *vol, unsigned idx, struct blockdev *newbd, char *why, size_t whylen)
+{
+	int rc;
+
+	pthread_mutex_lock(&vol->attach_lock);
+	rc = attach_locked(vol, idx, newbd, why, whylen);
+	pthread_mutex_unlock(&vol->attach_lock);
 	if (!rc)
 		vol_maint_kick(vol);
 	return rc;
+}
+
+/*
+ * attach_lock is held across reopen() too: the current blockdev it is
+ * shown cannot be replaced and closed under it (only an attach does that).
+ */
+int vol_probe_store(struct volume *vol, unsigned idx, char *why, size_t whylen)
+{
+	struct vol_replica *r = &vol->rep[idx];
+	struct blockdev *cur, *fresh = NULL;
+	int rc = 1;
+
+	pthread_mutex_lock(&vol->attach_lock);
+	cur = r->bd;
+	if (vol_state(r) != VOLUME_REPLICA_FAILED) {
+		rc = 1;
+	} else if (vol->reopen &&
+		   (rc = vol->reopen(vol->reopen_ctx, idx, cur, &fresh, why, whylen)) != 0) {
+		if (rc > 0) {
+			rc = attach_locked(vol, idx, fresh, why, whylen);
+			if (rc)
+				blockdev_close(fresh);   /* refused: nothing was written to it */
+		}
+	} else {
+		rc = cur ? attach_locked(vol, idx, NULL, why, whylen) : 1;
+	}
+	pthread_mutex_unlock(&vol->attach_lock);
+	if (!rc)
+		vol_maint_kick(vol);
+	return rc < 0 ? -1 : rc;
 }

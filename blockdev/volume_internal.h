@@ -72,6 +72,9 @@ struct volume {
 	struct vlayout lay;
 	unsigned local;
 	unsigned probe_ms, idle_ms;
+	int (*reopen)(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+		      char *why, size_t whylen);
+	void *reopen_ctx;
 	uint8_t uuid[16];
 
 	/* Failures, attaches and header rounds. */
@@ -207,6 +210,13 @@ int vol_replica_rw(struct vol_replica *r, bool is_write, const struct iovec *iov
 /* --- volume_attach.c --- */
 /* bd == NULL: the replica's own blockdev (the probe). */
 int vol_attach(struct volume *vol, unsigned idx, struct blockdev *bd, char *why, size_t whylen);
+/*
+ * The probe of one failed store (attach_lock taken here): through
+ * cfg->reopen if there is one, else its own blockdev. 0 when it is back,
+ * 1 when there is nothing to probe (no blockdev, nothing reopened), -1
+ * with the reason.
+ */
+int vol_probe_store(struct volume *vol, unsigned idx, char *why, size_t whylen);
 
 /* --- volume_resync.c --- */
 /* One step for the first store being resynchronised; false if there was nothing to do. */

@@ -21,11 +21,14 @@ static void probe(struct volume *vol)
 	for (unsigned i = 0; i < vol->lay.stores; i++) {
 		struct vol_replica *r = &vol->rep[i];
 		char why[400];
+		int rc;
 
-		if (vol_state(r) != VOLUME_REPLICA_FAILED || !__atomic_load_n(&r->bd, __ATOMIC_ACQUIRE))
+		if (vol_state(r) != VOLUME_REPLICA_FAILED)
 			continue;
-		if (!vol_attach(vol, i, NULL, why, sizeof(why))) {
-			r->probe_note[0] = 0;
+		rc = vol_probe_store(vol, i, why, sizeof(why));
+		if (rc >= 0) {
+			if (!rc)
+				r->probe_note[0] = 0;
 			continue;
 		}
 		if (strcmp(why, r->probe_note)) {

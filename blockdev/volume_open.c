@@ -74,6 +74,8 @@ static struct volume *vol_alloc(const struct volume_config *cfg, char *err, size
 	vol->log_ctx = cfg->log_ctx;
 	vol->probe_ms = cfg->probe_ms ? cfg->probe_ms : 1000;
 	vol->idle_ms = cfg->idle_ms ? cfg->idle_ms : 5000;
+	vol->reopen = cfg->reopen;
+	vol->reopen_ctx = cfg->reopen_ctx;
 	vol->nstripes = vol->lay.chunks < MAX_STRIPES ? (unsigned)vol->lay.chunks : MAX_STRIPES;
 	vol->stripes = calloc(vol->nstripes, sizeof(*vol->stripes));
 	vol->last_write = calloc(vol->lay.chunks, sizeof(uint64_t));

@@ -1164,6 +1164,7 @@ static void test_disk_file(void **state)
 	assert_int_equal(d->cache, VM_DISK_CACHE_NONE);
 	assert_true(d->readonly);
 	assert_false(d->discard);
+	assert_true(d->io_uring);           /* io='native' */
 	assert_int_equal(d->line, 1);
 	d = &cfg->disks[1];
 	assert_int_equal(d->type, VM_DISK_BLOCK);
@@ -1195,6 +1196,7 @@ static void test_disk_caches(void **state)
 		cfg = must_parse(xml, NULL);
 		assert_int_equal(cfg->disks[0].cache, t[i].c);
 		assert_true(cfg->disks[0].discard);
+		assert_false(cfg->disks[0].io_uring);
 		vm_config_free(cfg);
 	}
 }

@@ -538,6 +538,7 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 	struct file_store_opts fo = { .read_only = d->readonly, .cache = cache[d->cache] };
 	struct virtio_blk_opts bo = {
 		.name = d->target, .serial = d->serial, .discard = d->discard,
+		.io_uring = d->io_uring,
 		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
 	};
 	char why[384];

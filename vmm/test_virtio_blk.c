@@ -7,8 +7,12 @@
  * serve from a raw file. Malformed chains and requests must end in
  * DEVICE_NEEDS_RESET, and a reset must bring the device back.
  *
- * Completions come from worker threads: the test waits for them with a
- * generous deadline (it asserts on what happened, never on how fast).
+ * Completions come from worker threads, or from the store's own thread
+ * for asynchronous requests: the test waits for them with a generous
+ * deadline (it asserts on what happened, never on how fast). A store that
+ * holds asynchronous requests until the test lets them go shows how many
+ * are in flight at once, completions in any order, errors, a store that
+ * refuses them (synchronous fallback), and a reset that waits for them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +65,10 @@ struct fx {
 	unsigned cap_off[6], cap_len[6], cap_bar[6];
 	unsigned msix_cap, notify_mult;
 	struct queue q[NQ];
+	struct held_store *held;     /* instead of the file, for some tests */
+	struct pipe_store *pipe;
+	unsigned ring_depth;
+	bool io_uring;
 };
 
 /* ---- the platform ---- */
@@ -108,6 +116,219 @@ static uint8_t pattern(uint64_t off)
 	return (uint8_t)(off * 13 + 1);
 }
 
+/* ---- a store that holds asynchronous requests until released ---- */
+
+#define HELD_MAX 64
+
+struct held_store {
+	struct blockdev bd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct blockdev_req *held[HELD_MAX];
+	unsigned nheld, max_held;
+	int fail_rc;              /* what done() gets */
+	int refuse_rc;            /* submit() returns it when non-zero */
+	unsigned sync_ops;        /* synchronous reads and writes done */
+	bool closed;
+	uint8_t data[DISK_SIZE];
+};
+
+static struct held_store *held_of(struct blockdev *bd)
+{
+	return (struct held_store *)bd;
+}
+
+static void mem_rw(struct held_store *h, bool is_write, const struct iovec *iov, int n,
+		   uint64_t off)
+{
+	for (int i = 0; i < n; i++) {
+		if (is_write)
+			memcpy(h->data + off, iov[i].iov_base, iov[i].iov_len);
+		else
+			memcpy(iov[i].iov_base, h->data + off, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+}
+
+static int h_read(struct blockdev *bd, const struct iovec *iov, int n, uint64_t off)
+{
+	struct held_store *h = held_of(bd);
+
+	pthread_mutex_lock(&h->lock);
+	h->sync_ops++;
+	mem_rw(h, false, iov, n, off);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static int h_write(struct blockdev *bd, const struct iovec *iov, int n, uint64_t off)
+{
+	struct held_store *h = held_of(bd);
+
+	pthread_mutex_lock(&h->lock);
+	h->sync_ops++;
+	mem_rw(h, true, iov, n, off);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static int h_flush(struct blockdev *bd)
+{
+	return 0;
+}
+
+static int h_discard(struct blockdev *bd, uint64_t off, uint64_t len)
+{
+	return 0;
+}
+
+static int h_zeroes(struct blockdev *bd, uint64_t off, uint64_t len, bool may_unmap)
+{
+	memset(held_of(bd)->data + off, 0, len);
+	return 0;
+}
+
+static uint64_t h_size(struct blockdev *bd)
+{
+	return DISK_SIZE;
+}
+
+static void h_close(struct blockdev *bd)
+{
+	held_of(bd)->closed = true;     /* the test frees it */
+}
+
+static int h_submit(struct blockdev *bd, struct aio_ring *ring, struct blockdev_req *req)
+{
+	struct held_store *h = held_of(bd);
+
+	pthread_mutex_lock(&h->lock);
+	if (h->refuse_rc) {
+		pthread_mutex_unlock(&h->lock);
+		return h->refuse_rc;
+	}
+	assert_true(h->nheld < HELD_MAX);
+	h->held[h->nheld++] = req;
+	if (h->nheld > h->max_held)
+		h->max_held = h->nheld;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static const struct blockdev_ops held_ops = {
+	.read = h_read, .write = h_write, .flush = h_flush, .discard = h_discard,
+	.write_zeroes = h_zeroes, .size = h_size, .close = h_close,
+	.submit = h_submit,
+};
+
+/* Waits until n requests are held. */
+static void held_wait(struct held_store *h, unsigned n)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	pthread_mutex_lock(&h->lock);
+	while (h->nheld < n)
+		if (pthread_cond_timedwait(&h->cond, &h->lock, &ts)) {
+			pthread_mutex_unlock(&h->lock);
+			fail_msg("%u of %u requests reached the store", h->nheld, n);
+		}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Does and completes every held request, the newest first (any order is allowed). */
+static void held_release(struct held_store *h)
+{
+	pthread_mutex_lock(&h->lock);
+	while (h->nheld) {
+		struct blockdev_req *r = h->held[--h->nheld];
+
+		if (r->op != BLOCKDEV_REQ_FLUSH && !h->fail_rc)
+			mem_rw(h, r->op == BLOCKDEV_REQ_WRITE, r->iov, r->iovcnt, r->off);
+		pthread_mutex_unlock(&h->lock);
+		r->done(r, h->fail_rc);
+		pthread_mutex_lock(&h->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- a store whose reads wait for the test to feed a pipe (through the ring) ---- */
+
+struct pipe_store {
+	struct blockdev bd;
+	int rd, wr;
+	unsigned submitted;          /* atomic */
+	bool closed;
+};
+
+struct pipe_op {
+	struct aio_ring_op op;
+	struct blockdev_req *req;
+	uint64_t len;
+};
+
+static void p_complete(struct aio_ring_op *op, int res)
+{
+	struct pipe_op *p = (struct pipe_op *)op;
+	struct blockdev_req *req = p->req;
+	int rc = res == (int)p->len ? 0 : -EIO;
+
+	free(p);
+	req->done(req, rc);
+}
+
+static int p_submit(struct blockdev *bd, struct aio_ring *ring, struct blockdev_req *req)
+{
+	struct pipe_store *s = (struct pipe_store *)bd;
+	struct pipe_op *p;
+	int rc;
+
+	if (req->op != BLOCKDEV_REQ_READ)
+		return -EOPNOTSUPP;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->req = req;
+	for (int i = 0; i < req->iovcnt; i++)
+		p->len += req->iov[i].iov_len;
+	p->op = (struct aio_ring_op){ .kind = AIO_RING_READV, .fd = s->rd, .iov = req->iov,
+				      .iovcnt = req->iovcnt, .complete = p_complete };
+	rc = aio_ring_submit(ring, &p->op);
+	if (rc) {
+		free(p);
+		return rc;
+	}
+	__atomic_fetch_add(&s->submitted, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int p_rw(struct blockdev *bd, const struct iovec *iov, int n, uint64_t off)
+{
+	return -EIO;
+}
+
+static uint64_t p_size(struct blockdev *bd)
+{
+	return DISK_SIZE;
+}
+
+static void p_close(struct blockdev *bd)
+{
+	((struct pipe_store *)bd)->closed = true;
+}
+
+static const struct blockdev_ops pipe_ops = {
+	.read = p_rw, .write = p_rw, .flush = h_flush, .discard = h_discard,
+	.write_zeroes = h_zeroes, .size = p_size, .close = p_close, .submit = p_submit,
+};
+
+static unsigned pipe_submitted(struct pipe_store *s)
+{
+	return __atomic_load_n(&s->submitted, __ATOMIC_ACQUIRE);
+}
+
 static struct blockdev *make_store(struct fx *f, bool ro)
 {
 	struct file_store_opts o = { .read_only = ro };
@@ -121,15 +342,16 @@ static struct blockdev *make_store(struct fx *f, bool ro)
 static void add_blk(struct fx *f, bool ro)
 {
 	struct virtio_blk_opts o = {
-		.name = "vda", .bd = make_store(f, ro), .serial = SERIAL, .discard = true,
-		.nr_queues = NQ, .mem = &f->mem,
+		.name = "vda", .bd = f->held ? &f->held->bd : f->pipe ? &f->pipe->bd :
+		make_store(f, ro), .serial = SERIAL, .discard = true, .nr_queues = NQ,
+		.mem = &f->mem, .io_uring = f->io_uring, .ring_depth = f->ring_depth,
 	};
 	char err[256];
 
 	assert_int_equal(virtio_blk_create(&f->blk, &f->bus, &o, err, sizeof(err)), 0);
 }
 
-static int setup_ro(void **state, bool ro)
+static int setup_with(void **state, bool ro, bool held, bool io_uring, bool pipe)
 {
 	struct fx *f = test_calloc(1, sizeof(*f));
 	uint8_t *buf = test_malloc(DISK_SIZE);
@@ -145,6 +367,27 @@ static int setup_ro(void **state, bool ro)
 	assert_int_equal(write(fd, buf, DISK_SIZE), DISK_SIZE);
 	close(fd);
 	test_free(buf);
+	if (held) {
+		f->held = test_calloc(1, sizeof(*f->held));
+		f->held->bd.ops = &held_ops;
+		f->held->bd.block_size = 512;
+		pthread_mutex_init(&f->held->lock, NULL);
+		pthread_cond_init(&f->held->cond, NULL);
+		for (unsigned i = 0; i < DISK_SIZE; i++)
+			f->held->data[i] = pattern(i);
+	}
+	if (pipe) {
+		int fds[2];
+
+		assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+		f->pipe = test_calloc(1, sizeof(*f->pipe));
+		f->pipe->bd.ops = &pipe_ops;
+		f->pipe->bd.block_size = 512;
+		f->pipe->rd = fds[0];
+		f->pipe->wr = fds[1];
+		f->ring_depth = 4;
+	}
+	f->io_uring = io_uring || held || pipe;
 	assert_int_equal(guest_mem_init(&f->mem, MEM_SIZE), 0);
 	f->irq = (struct irq_sink){ rec_irq, f };
 	f->apic = (struct apic_bus){ rec_msg, f };
@@ -159,12 +402,34 @@ static int setup_ro(void **state, bool ro)
 
 static int setup(void **state)
 {
-	return setup_ro(state, false);
+	return setup_with(state, false, false, false, false);
 }
 
 static int setup_readonly(void **state)
 {
-	return setup_ro(state, true);
+	return setup_with(state, true, false, false, false);
+}
+
+/* The file store with io='io_uring'. */
+static int setup_uring(void **state)
+{
+	return setup_with(state, false, false, true, false);
+}
+
+static int setup_uring_readonly(void **state)
+{
+	return setup_with(state, true, false, true, false);
+}
+
+static int setup_held(void **state)
+{
+	return setup_with(state, false, true, false, false);
+}
+
+
+static int setup_pipe(void **state)
+{
+	return setup_with(state, false, false, false, true);
 }
 
 static int teardown(void **state)
@@ -172,6 +437,18 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	virtio_blk_destroy(f->blk);
+	if (f->pipe) {
+		assert_true(f->pipe->closed);
+		close(f->pipe->rd);
+		close(f->pipe->wr);
+		test_free(f->pipe);
+	}
+	if (f->held) {
+		assert_true(f->held->closed);
+		pthread_cond_destroy(&f->held->cond);
+		pthread_mutex_destroy(&f->held->lock);
+		test_free(f->held);
+	}
 	pci_bus_destroy(&f->bus);
 	guest_mem_destroy(&f->mem);
 	unlink(f->path);
@@ -916,6 +1193,244 @@ static void test_kick_before_driver_ok(void **state)
 	assert_int_equal(f->mem.host[data], pattern(5 * 512));
 }
 
+/* ---- asynchronous requests, on the holding store ---- */
+
+/* A request posted without waiting for it: header, data, status. */
+static uint16_t post(struct fx *f, unsigned q, uint32_t type, uint64_t sector, uint64_t data,
+		     uint32_t len, bool data_in, uint64_t st)
+{
+	uint64_t hdr = galloc(f, 16);
+	struct seg s[3];
+	unsigned n = 0;
+
+	memcpy(f->mem.host + hdr, &type, 4);
+	memset(f->mem.host + hdr + 4, 0, 4);
+	memcpy(f->mem.host + hdr + 8, &sector, 8);
+	f->mem.host[st] = 0xee;
+	s[n++] = (struct seg){ hdr, 16, false };
+	if (len)
+		s[n++] = (struct seg){ data, len, data_in };
+	s[n++] = (struct seg){ st, 1, true };
+	return submit_nokick(f, q, s, n);
+}
+
+#define BATCH 5      /* 15 descriptors of the test's 16: more than the old 4 workers */
+
+/* Every request the driver queued is in flight at once, from one worker. */
+static void test_async_all_in_flight(void **state)
+{
+	struct fx *f = *state;
+	uint64_t data[BATCH], st[BATCH];
+	uint16_t head[BATCH];
+	unsigned seen = 0;
+
+	driver_init(f, true);
+	if (!f->blk->async)
+		skip();             /* no io_uring here: no queue loop */
+	assert_int_equal(f->blk->vp.queues[0].nr_workers, 1);
+	for (unsigned k = 0; k < BATCH; k++) {
+		data[k] = galloc(f, 4096);
+		st[k] = galloc(f, 1);
+		memset(f->mem.host + data[k], 0x40 + (int)k, 4096);
+		head[k] = post(f, 0, VIRTIO_BLK_T_OUT, 64 + 8 * k, data[k], 4096, false, st[k]);
+	}
+	kick(f, 0);
+	held_wait(f->held, BATCH);
+	assert_int_equal(f->held->max_held, BATCH);
+	assert_int_equal(used_idx(f, 0), 0);          /* none completed yet */
+	held_release(f->held);                          /* newest first */
+	for (unsigned k = 0; k < BATCH; k++) {
+		uint16_t id = complete_any(f, 0);
+		unsigned which = BATCH;
+
+		for (unsigned j = 0; j < BATCH; j++)
+			if (head[j] == id)
+				which = j;
+		assert_true(which < BATCH);
+		assert_false(seen & (1u << which));
+		seen |= 1u << which;
+	}
+	for (unsigned k = 0; k < BATCH; k++) {
+		assert_int_equal(f->mem.host[st[k]], VIRTIO_BLK_S_OK);
+		assert_int_equal(f->held->data[(64 + 8 * k) * 512], 0x40 + k);
+		assert_int_equal(f->held->data[(64 + 8 * k) * 512 + 4095], 0x40 + k);
+	}
+	assert_int_equal(f->blk->stats.writes, BATCH);
+	assert_int_equal(f->held->sync_ops, 0);
+	/* At least one interrupt; with EVENT_IDX off, possibly one per request. */
+	assert_true(msgs(f, MSI_DATA(1)) >= 1 && msgs(f, MSI_DATA(1)) <= BATCH);
+	assert_int_equal(__atomic_load_n(&f->blk->vp.queues[0].requests, __ATOMIC_RELAXED), BATCH);
+}
+
+/* A failed asynchronous request is an I/O error; a store that refuses one is used synchronously. */
+static void test_async_error_and_refusal(void **state)
+{
+	struct fx *f = *state;
+	uint64_t data = galloc(f, 1024), st = galloc(f, 1);
+	uint8_t buf[512];
+	uint32_t used;
+	uint16_t head;
+
+	driver_init(f, true);
+	if (!f->blk->async)
+		skip();             /* no io_uring here */
+	f->held->fail_rc = -EIO;
+	head = post(f, 1, VIRTIO_BLK_T_IN, 2, data, 1024, true, st);
+	kick(f, 1);
+	held_wait(f->held, 1);
+	held_release(f->held);
+	assert_int_equal(complete(f, 1, head), 1);
+	assert_int_equal(f->mem.host[st], VIRTIO_BLK_S_IOERR);
+	assert_int_equal(f->blk->stats.errors, 1);
+	assert_int_equal(f->blk->stats.reads, 0);
+
+	/* A flush goes the same way. */
+	f->held->fail_rc = 0;
+	head = post(f, 1, VIRTIO_BLK_T_FLUSH, 0, 0, 0, false, st);
+	kick(f, 1);
+	held_wait(f->held, 1);
+	held_release(f->held);
+	assert_int_equal(complete(f, 1, head), 1);
+	assert_int_equal(f->mem.host[st], VIRTIO_BLK_S_OK);
+	assert_int_equal(f->blk->stats.flushes, 1);
+
+	/* Refused (out of memory, say): done on the worker, synchronously. */
+	f->held->refuse_rc = -ENOMEM;
+	memset(buf, 0x5c, sizeof(buf));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 7, buf, sizeof(buf), false, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 1);
+	assert_int_equal(f->held->sync_ops, 1);
+	assert_int_equal(f->held->data[7 * 512], 0x5c);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 7, buf, sizeof(buf), true, &used),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(used, sizeof(buf) + 1);
+	assert_int_equal(f->held->sync_ops, 2);
+	assert_int_equal(f->held->max_held, 1);
+}
+
+struct resetter {
+	struct fx *f;
+	int done;        /* atomic */
+	pthread_t t;
+};
+
+static void *reset_main(void *arg)
+{
+	struct resetter *r = arg;
+
+	cc_wr(r->f, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* A reset waits for the requests in flight; none is returned to the ring after it. */
+static void test_reset_waits_for_async(void **state)
+{
+	struct fx *f = *state;
+	struct resetter r = { .f = f };
+	uint64_t data[3], st[3];
+	uint8_t buf[512];
+
+	driver_init(f, true);
+	if (!f->blk->async)
+		skip();             /* no io_uring here */
+	for (unsigned k = 0; k < 3; k++) {
+		data[k] = galloc(f, 512);
+		st[k] = galloc(f, 1);
+		post(f, 0, VIRTIO_BLK_T_IN, k, data[k], 512, true, st[k]);
+	}
+	kick(f, 0);
+	held_wait(f->held, 3);
+	assert_int_equal(pthread_create(&r.t, NULL, reset_main, &r), 0);
+	usleep(50000);
+	/* Still waiting: nothing was completed (a reset that did not wait would be done). */
+	assert_int_equal(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), 0);
+	held_release(f->held);
+	pthread_join(r.t, NULL);
+	assert_int_equal(status(f), 0);
+	for (unsigned k = 0; k < 3; k++) {
+		assert_int_equal(f->mem.host[st[k]], VIRTIO_BLK_S_OK);
+		assert_int_equal(f->mem.host[data[k]], pattern(k * 512));
+	}
+	/* Usable again. */
+	f->held->refuse_rc = -EAGAIN;
+	driver_init(f, true);
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_IN, 9, buf, sizeof(buf), true, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(buf[0], pattern(9 * 512));
+}
+
+static bool pipe_reached(struct fx *f, unsigned n)
+{
+	return pipe_submitted(f->pipe) >= n;
+}
+
+static void feed(struct fx *f, unsigned requests)
+{
+	uint8_t buf[512];
+
+	memset(buf, 0x3c, sizeof(buf));
+	for (unsigned i = 0; i < requests; i++)
+		assert_int_equal(write(f->pipe->wr, buf, sizeof(buf)), sizeof(buf));
+}
+
+/*
+ * A ring of 4: four requests go to it, the fifth stays in the virtqueue
+ * (notifications off) until one completes; then the worker, woken by that
+ * completion, takes it without a kick.
+ */
+static void test_ring_full(void **state)
+{
+	struct fx *f = *state;
+	uint64_t data[5], st[5];
+
+	driver_init(f, true);
+	if (!f->blk->async)
+		skip();
+	for (unsigned k = 0; k < 5; k++) {
+		data[k] = galloc(f, 512);
+		st[k] = galloc(f, 1);
+		post(f, 0, VIRTIO_BLK_T_IN, k, data[k], 512, true, st[k]);
+	}
+	kick(f, 0);
+	assert_true(wait_for(pipe_reached, f, 4));
+	usleep(20000);
+	assert_int_equal(pipe_submitted(f->pipe), 4);      /* the fifth waits for room */
+	assert_int_equal(used_idx(f, 0), 0);
+	feed(f, 1);
+	assert_true(wait_for(pipe_reached, f, 5));
+	complete_any(f, 0);
+	feed(f, 4);
+	for (unsigned k = 0; k < 4; k++)
+		complete_any(f, 0);
+	for (unsigned k = 0; k < 5; k++) {
+		assert_int_equal(f->mem.host[st[k]], VIRTIO_BLK_S_OK);
+		assert_int_equal(f->mem.host[data[k]], 0x3c);
+	}
+	assert_int_equal(f->blk->stats.reads, 5);
+}
+
+/* The default (io='threads'): no asynchronous requests, the workers do everything. */
+static void test_io_threads(void **state)
+{
+	struct fx *f = *state;
+	uint8_t out[2048], in[2048];
+
+	driver_init(f, true);
+	assert_false(f->blk->async);
+	assert_int_equal(f->blk->vp.queues[0].nr_workers, VIRTIO_BLK_QUEUE_THREADS);
+	for (unsigned i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 3);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 20, out, sizeof(out), false, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_IN, 20, in, sizeof(in), true, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_memory_equal(in, out, sizeof(in));
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false, NULL),
+			 VIRTIO_BLK_S_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -933,6 +1448,20 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multiqueue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kick_before_driver_ok, setup, teardown),
+		/* The same requests through the io_uring queue loop (io='io_uring'). */
+		cmocka_unit_test_setup_teardown(test_read_write, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_id_unsupported, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only, setup_uring_readonly, teardown),
+		cmocka_unit_test_setup_teardown(test_broken_chain_and_reset, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_intx, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_multiqueue, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_kick_before_driver_ok, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_async_all_in_flight, setup_held, teardown),
+		cmocka_unit_test_setup_teardown(test_async_error_and_refusal, setup_held, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_waits_for_async, setup_held, teardown),
+		cmocka_unit_test_setup_teardown(test_io_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ring_full, setup_pipe, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

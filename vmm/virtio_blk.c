@@ -7,6 +7,19 @@
  * status byte, the last writable byte. virtio 1.x drivers may split or
  * merge these across buffers as they like (no framing assumption, 2.6.4),
  * so everything is located by byte offset, never by descriptor.
+ *
+ * Reads, writes and flushes go to the store asynchronously when it can
+ * take them (blockdev_submit: a file or block device): each queue has an
+ * io_uring (aio_ring) and one worker that owns it. The worker pops every
+ * chain the guest made available, starts each on the ring, and sleeps in
+ * aio_ring_wait(), which hands them all to the kernel in one system call;
+ * a kick wakes it through the ring, and a request that completes there
+ * writes its status and returns its chain (virtio_pci_complete). So every
+ * request the guest queued is in flight in the kernel at once, with no
+ * more thread switches per request than a synchronous worker. Other
+ * requests, and every request on a store without asynchronous requests
+ * (the replicated volume, a remote store), run synchronously on the queue's
+ * workers.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +28,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "blockdev/aio_ring.h"
 #include "vmm/virtio_blk.h"
 
 #define SECTOR 512u
@@ -80,38 +94,179 @@ static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsect)
 	return sector <= b->capacity && nsect <= b->capacity - sector;
 }
 
-static uint8_t do_rw(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
-		     uint64_t sector, uint64_t *written)
+/* The data of a read or write request: its length, or an error status. */
+static uint8_t rw_len(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
+		      uint64_t sector, uint64_t *len)
 {
-	struct iovec iov[VIRTQ_MAX_SEGS];
-	uint64_t len = is_write ? c->out_bytes - HDR_LEN : c->in_bytes - 1;
-	int n, rc;
-
+	*len = is_write ? c->out_bytes - HDR_LEN : c->in_bytes - 1;
 	if (is_write && b->bd->read_only)
 		return VIRTIO_BLK_S_IOERR;
-	if (len % SECTOR || !in_range(b, sector, len / SECTOR))
+	if (*len % SECTOR || !in_range(b, sector, *len / SECTOR))
 		return VIRTIO_BLK_S_IOERR;
+	return VIRTIO_BLK_S_OK;
+}
+
+static int rw_iov(const struct virtq_chain *c, bool is_write, uint64_t len, struct iovec *iov)
+{
+	if (is_write)
+		return seg_iov(c->seg, c->nr_out, HDR_LEN, len, iov);
+	return seg_iov(c->seg + c->nr_out, c->nr_in, 0, len, iov);
+}
+
+/* A request that went well: counted, and the bytes it wrote into the chain. */
+static uint64_t account(struct virtio_blk *b, uint32_t type, uint64_t len)
+{
+	switch (type) {
+	case VIRTIO_BLK_T_OUT:
+		STAT_ADD(b, writes, 1);
+		STAT_ADD(b, bytes_written, len);
+		return 0;
+	case VIRTIO_BLK_T_IN:
+		STAT_ADD(b, reads, 1);
+		STAT_ADD(b, bytes_read, len);
+		return len;
+	default:
+		return 0;
+	}
+}
+
+static const char *type_name(uint32_t type)
+{
+	return type == VIRTIO_BLK_T_OUT ? "write" : type == VIRTIO_BLK_T_IN ? "read" : "flush";
+}
+
+static uint8_t do_rw(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
+		     uint64_t sector, uint64_t len, uint64_t *written)
+{
+	struct iovec iov[VIRTQ_MAX_SEGS];
+	int n, rc;
+
 	if (!len)
 		return VIRTIO_BLK_S_OK;
-	if (is_write)
-		n = seg_iov(c->seg, c->nr_out, HDR_LEN, len, iov);
-	else
-		n = seg_iov(c->seg + c->nr_out, c->nr_in, 0, len, iov);
+	n = rw_iov(c, is_write, len, iov);
 	rc = is_write ? blockdev_write(b->bd, iov, n, sector * SECTOR)
 		      : blockdev_read(b->bd, iov, n, sector * SECTOR);
 	if (rc) {
-		io_error(b, is_write ? "write" : "read", sector, rc);
+		io_error(b, type_name(is_write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN), sector, rc);
 		return VIRTIO_BLK_S_IOERR;
 	}
-	if (is_write) {
-		STAT_ADD(b, writes, 1);
-		STAT_ADD(b, bytes_written, len);
-	} else {
-		STAT_ADD(b, reads, 1);
-		STAT_ADD(b, bytes_read, len);
-		*written = len;
-	}
+	*written = account(b, is_write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, len);
 	return VIRTIO_BLK_S_OK;
+}
+
+/* ---- asynchronous requests ---- */
+
+struct blk_req {
+	struct blockdev_req br;      /* first: done() gets it back */
+	struct virtio_blk *b;
+	unsigned queue;
+	uint16_t head;
+	uint32_t type;
+	uint8_t *status;             /* the chain's last writable byte, in guest RAM */
+	uint64_t sector, len;
+	struct iovec iov[];
+};
+
+/* On the store's completion thread. */
+static void blk_req_done(struct blockdev_req *br, int rc)
+{
+	struct blk_req *r = (struct blk_req *)br;
+	struct virtio_blk *b = r->b;
+	uint64_t written = 0;
+
+	if (r->type == VIRTIO_BLK_T_FLUSH)
+		STAT_ADD(b, flushes, 1);
+	if (rc)
+		io_error(b, type_name(r->type), r->sector, rc);
+	else
+		written = account(b, r->type, r->len);
+	*r->status = rc ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	virtio_pci_complete(&b->vp, r->queue, r->head, (uint32_t)(written + 1));
+	free(r);
+}
+
+/*
+ * Starts a read, write (len > 0) or flush on the store. Returns false when
+ * the store would not take it: the caller then does it synchronously.
+ */
+static bool submit_async(struct virtio_blk *b, unsigned queue, const struct virtq_chain *c,
+			 uint32_t type, uint64_t sector, uint64_t len)
+{
+	bool is_write = type == VIRTIO_BLK_T_OUT;
+	unsigned nseg = type == VIRTIO_BLK_T_FLUSH ? 0 : is_write ? c->nr_out : c->nr_in;
+	struct blk_req *r = malloc(sizeof(*r) + sizeof(r->iov[0]) * nseg);
+	int n = 0;
+
+	if (!r)
+		return false;
+	if (type != VIRTIO_BLK_T_FLUSH)
+		n = rw_iov(c, is_write, len, r->iov);
+	r->b = b;
+	r->queue = queue;
+	r->head = c->head;
+	r->type = type;
+	r->status = virtq_chain_in_byte(c, c->in_bytes - 1);
+	r->sector = sector;
+	r->len = len;
+	r->br = (struct blockdev_req){
+		.op = type == VIRTIO_BLK_T_FLUSH ? BLOCKDEV_REQ_FLUSH :
+		      is_write ? BLOCKDEV_REQ_WRITE : BLOCKDEV_REQ_READ,
+		.iov = r->iov, .iovcnt = n, .off = sector * SECTOR, .done = blk_req_done,
+	};
+	if (blockdev_submit(b->bd, b->rings[queue], &r->br)) {
+		free(r);
+		return false;
+	}
+	return true;
+}
+
+/* The queue loop (virtio_pci.h) on the queue's ring. */
+static void blk_loop_wait(void *opaque, unsigned queue)
+{
+	struct virtio_blk *b = opaque;
+
+	aio_ring_wait(b->rings[queue]);
+}
+
+static void blk_loop_wake(void *opaque, unsigned queue)
+{
+	struct virtio_blk *b = opaque;
+
+	aio_ring_wake(b->rings[queue]);
+}
+
+static bool blk_loop_room(void *opaque, unsigned queue)
+{
+	struct virtio_blk *b = opaque;
+
+	return aio_ring_room(b->rings[queue]) > 0;
+}
+
+static const struct virtio_queue_loop blk_loop = {
+	.wait = blk_loop_wait,
+	.wake = blk_loop_wake,
+	.room = blk_loop_room,
+};
+
+static void destroy_rings(struct virtio_blk *b)
+{
+	for (unsigned i = 0; i < VIRTIO_BLK_MAX_QUEUES; i++) {
+		aio_ring_destroy(b->rings[i]);
+		b->rings[i] = NULL;
+	}
+}
+
+/* One ring per queue; false (the reason in why) where io_uring cannot be used. */
+static bool create_rings(struct virtio_blk *b, unsigned nq, unsigned depth, char *why,
+			 size_t whylen)
+{
+	for (unsigned i = 0; i < nq; i++) {
+		if (aio_ring_create(&b->rings[i], depth ? depth : VIRTIO_BLK_RING_DEPTH, why, whylen)) {
+			destroy_rings(b);
+			return false;
+		}
+	}
+	return true;
 }
 
 /* DISCARD and WRITE_ZEROES carry an array of {sector, num_sectors, flags}. */
@@ -175,11 +330,23 @@ static long blk_process(void *opaque, unsigned queue, const struct virtq_chain *
 	memcpy(&sector, hdr + 8, 8);
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
-	case VIRTIO_BLK_T_OUT:
-		status = do_rw(b, c, type == VIRTIO_BLK_T_OUT, sector, &written);
+	case VIRTIO_BLK_T_OUT: {
+		uint64_t len;
+
+		status = rw_len(b, c, type == VIRTIO_BLK_T_OUT, sector, &len);
+		if (status != VIRTIO_BLK_S_OK)
+			break;
+		if (len && b->async && submit_async(b, queue, c, type, sector, len))
+			return VIRTIO_PCI_DEFERRED;
+		status = do_rw(b, c, type == VIRTIO_BLK_T_OUT, sector, len, &written);
 		break;
+	}
 	case VIRTIO_BLK_T_FLUSH: {
-		int rc = blockdev_flush(b->bd);
+		int rc;
+
+		if (b->async && submit_async(b, queue, c, type, 0, 0))
+			return VIRTIO_PCI_DEFERRED;
+		rc = blockdev_flush(b->bd);
 
 		STAT_ADD(b, flushes, 1);
 		if (rc)
@@ -263,6 +430,7 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	struct virtio_blk *b = calloc(1, sizeof(*b));
 	unsigned nq = o->nr_queues ? o->nr_queues : 1;
 	struct virtio_pci_params p = { 0 };
+	char why[256];
 	uint64_t f;
 	int rc;
 
@@ -304,12 +472,21 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	p.log = o->log;
 	p.log_ctx = o->log_ctx;
 	/*
-	 * Requests in flight per queue: the store blocks in pread/pwrite (or
-	 * waits on a remote replica), so the queue depth the guest asks for is
-	 * only seen by the disk if that many workers are waiting at once.
+	 * Requests in flight per queue. A store with asynchronous requests has
+	 * as many in flight as the guest queues, from one worker. Otherwise the
+	 * store blocks in pread/pwrite (or waits on a remote replica), and the
+	 * disk only sees as many as there are workers waiting at once.
 	 */
+	if (o->io_uring && blockdev_has_submit(b->bd)) {
+		b->async = create_rings(b, nq, o->ring_depth, why, sizeof(why));
+		if (!b->async)
+			blog(b, "no asynchronous I/O (%s): %u requests in flight per queue", why,
+			     VIRTIO_BLK_QUEUE_THREADS);
+	}
 	p.queue_threads = VIRTIO_BLK_QUEUE_THREADS;
+	p.loop = b->async ? &blk_loop : NULL;
 	if (virtio_pci_init(&b->vp, &p, err, errlen)) {
+		destroy_rings(b);
 		blockdev_close(b->bd);
 		free(b);
 		return -1;
@@ -352,6 +529,7 @@ void virtio_blk_destroy(struct virtio_blk *b)
 	if (b->vp.p.ops)
 		log_stats(b);
 	virtio_pci_destroy(&b->vp);
+	destroy_rings(b);	/* the workers are gone, nothing is in flight */
 	if (b->bd && !b->bd->read_only)
 		blockdev_flush(b->bd);
 	blockdev_close(b->bd);

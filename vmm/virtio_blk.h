@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blockdev/aio_ring.h"
 #include "blockdev/blockdev.h"
 #include "vmm/guest_mem.h"
 #include "vmm/pci.h"
@@ -14,7 +15,9 @@
 /*
  * virtio-blk (virtio 1.2, 5.2) over the modern PCI transport, backed by a
  * struct blockdev. Requests run on the transport's per-queue workers, so
- * the vCPU that kicked is back in the guest while the disk works.
+ * the vCPU that kicked is back in the guest while the disk works; reads,
+ * writes and flushes are asynchronous when the store allows (io_uring for a
+ * file or block device), so all the guest queued are in flight at once.
  *
  * Features: VERSION_1, INDIRECT_DESC, EVENT_IDX, SEG_MAX, BLK_SIZE, FLUSH,
  * MQ (one queue per vCPU, at most VIRTIO_BLK_MAX_QUEUES), RO for read-only
@@ -25,7 +28,8 @@
 #define VIRTIO_ID_BLOCK          2
 #define VIRTIO_BLK_MAX_QUEUES    16
 #define VIRTIO_BLK_QUEUE_SIZE    256
-#define VIRTIO_BLK_QUEUE_THREADS 4     /* requests in flight per queue */
+#define VIRTIO_BLK_QUEUE_THREADS 4     /* workers per queue on a synchronous store */
+#define VIRTIO_BLK_RING_DEPTH    256   /* asynchronous requests in flight per queue */
 #define VIRTIO_BLK_ID_BYTES      20
 #define VIRTIO_BLK_CONFIG_SIZE   60
 
@@ -74,6 +78,8 @@ struct virtio_blk_opts {
 	struct blockdev *bd;         /* the device takes it over (closed by destroy) */
 	const char *serial;          /* NULL or up to 20 bytes */
 	bool discard;                /* offer DISCARD (a writable disk only) */
+	bool io_uring;               /* asynchronous reads, writes, flushes where the store has them */
+	unsigned ring_depth;         /* asynchronous requests in flight per queue; 0 = the default */
 	unsigned nr_queues;
 	const struct guest_mem *mem;
 	void (*log)(void *ctx, const char *msg);
@@ -91,6 +97,8 @@ struct virtio_blk {
 	char name[40];
 	char serial[VIRTIO_BLK_ID_BYTES];
 	uint64_t capacity;           /* 512-byte sectors */
+	bool async;                  /* reads, writes, flushes go through blockdev_submit */
+	struct aio_ring *rings[VIRTIO_BLK_MAX_QUEUES];   /* when async: one per queue */
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
 	struct virtio_blk_stats stats;   /* updated atomically */
 	void (*log)(void *ctx, const char *msg);

@@ -107,11 +107,17 @@ uint64_t virtio_pci_features(struct virtio_pci *vp)
 
 static void kick(struct virtio_pci_queue *q)
 {
+	const struct virtio_queue_loop *loop = q->vp->p.loop;
+
 	pthread_mutex_lock(&q->kick_lock);
 	q->kicked = true;
 	q->kicks++;
-	pthread_cond_signal(&q->kick_cond);
+	if (!loop)
+		pthread_cond_signal(&q->kick_cond);
 	pthread_mutex_unlock(&q->kick_lock);
+	/* After the flag: the worker looks at it once wait() returns. */
+	if (loop)
+		loop->wake(q->vp->p.opaque, q->index);
 }
 
 static bool queue_live(struct virtio_pci *vp, struct virtio_pci_queue *q)
@@ -143,15 +149,49 @@ static bool serve_one(struct virtio_pci *vp, struct virtio_pci_worker *w)
 	pthread_mutex_unlock(&q->run_lock);
 	written = vp->p.ops->process(vp->p.opaque, q->index, w->chain);
 	pthread_mutex_lock(&q->run_lock);
-	if (written >= 0 && queue_live(vp, q)) {
+	if (written == VIRTIO_PCI_DEFERRED) {
+		/* virtio_pci_complete() may have run already: deferred dips below 0 meanwhile. */
+		q->deferred++;
+	} else if (written >= 0 && queue_live(vp, q)) {
 		__atomic_fetch_add(&q->requests, 1, __ATOMIC_RELAXED);
 		virtq_push(&q->vq, w->chain->head, (uint32_t)written);
 		if (virtq_should_notify(&q->vq))
 			virtio_pci_queue_irq(vp, q->index);
 	}
-	if (--q->busy == 0)
+	if (--q->busy == 0 && q->deferred == 0)
 		pthread_cond_broadcast(&q->idle_cond);
-	return written >= 0;	/* < 0: the device called virtio_pci_fail() */
+	/* < 0 otherwise: the device called virtio_pci_fail() */
+	return written >= 0 || written == VIRTIO_PCI_DEFERRED;
+}
+
+void virtio_pci_complete(struct virtio_pci *vp, unsigned queue, uint16_t head, uint32_t written)
+{
+	struct virtio_pci_queue *q = &vp->queues[queue];
+	bool wake;
+
+	pthread_mutex_lock(&q->run_lock);
+	if (queue_live(vp, q)) {
+		__atomic_fetch_add(&q->requests, 1, __ATOMIC_RELAXED);
+		virtq_push(&q->vq, head, written);
+		/*
+		 * With EVENT_IDX, completions that land while the driver has not
+		 * yet moved used_event since the last interrupt raise no other:
+		 * a batch reaped together costs the guest one interrupt.
+		 */
+		if (virtq_should_notify(&q->vq))
+			virtio_pci_queue_irq(vp, q->index);
+	}
+	if (--q->deferred == 0 && q->busy == 0)
+		pthread_cond_broadcast(&q->idle_cond);
+	/*
+	 * A loop worker that stopped for want of room, or that waits for the
+	 * last request before it stops, must look again even if this request
+	 * did not complete through its own wait().
+	 */
+	wake = vp->p.loop && (q->throttled || __atomic_load_n(&q->stop, __ATOMIC_ACQUIRE));
+	pthread_mutex_unlock(&q->run_lock);
+	if (wake)
+		vp->p.loop->wake(vp->p.opaque, queue);
 }
 
 /* Drains the ring: run_lock held. */
@@ -164,9 +204,22 @@ static void service(struct virtio_pci *vp, struct virtio_pci_worker *w)
 		if (!queue_live(vp, q))
 			return;
 		virtq_disable_notify(&q->vq);
-		while ((rc = virtq_pop(&q->vq, w->chain)) > 0)
+		for (;;) {
+			/*
+			 * A device out of room: leave the rest in the ring with
+			 * notifications off; the worker comes back after wait().
+			 */
+			if (vp->p.loop && virtq_has_avail(&q->vq) &&
+			    !vp->p.loop->room(vp->p.opaque, q->index)) {
+				q->throttled = true;
+				return;
+			}
+			rc = virtq_pop(&q->vq, w->chain);
+			if (rc <= 0)
+				break;
 			if (!serve_one(vp, w) || !queue_live(vp, q))
 				return;
+		}
 		if (rc < 0) {
 			virtio_pci_fail(vp, "queue %u: %s", q->index, q->vq.why);
 			return;
@@ -196,10 +249,45 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* run_lock held: waits until no worker holds a popped chain. */
+/*
+ * The worker of a queue with a device loop: serves the ring when kicked (or
+ * when it had stopped for want of room), otherwise sleeps in the device's
+ * wait(), where deferred requests complete. On stop it leaves only once
+ * nothing it started is in flight.
+ */
+static void *loop_worker(void *arg)
+{
+	struct virtio_pci_worker *w = arg;
+	struct virtio_pci_queue *q = w->q;
+	struct virtio_pci *vp = q->vp;
+
+	for (;;) {
+		bool kicked, stop;
+
+		pthread_mutex_lock(&q->kick_lock);
+		kicked = q->kicked;
+		q->kicked = false;
+		stop = q->stop;
+		pthread_mutex_unlock(&q->kick_lock);
+		pthread_mutex_lock(&q->run_lock);
+		if (!stop && (kicked || q->throttled)) {
+			q->throttled = false;
+			service(vp, w);
+		}
+		if (stop && !q->deferred && !q->busy) {
+			pthread_mutex_unlock(&q->run_lock);
+			break;
+		}
+		pthread_mutex_unlock(&q->run_lock);
+		vp->p.loop->wait(vp->p.opaque, q->index);
+	}
+	return NULL;
+}
+
+/* run_lock held: waits until no popped chain is in a worker's hands or in flight. */
 static void wait_idle(struct virtio_pci_queue *q)
 {
-	while (q->busy)
+	while (q->busy || q->deferred)
 		pthread_cond_wait(&q->idle_cond, &q->run_lock);
 }
 
@@ -218,6 +306,7 @@ static void reset_device(struct virtio_pci *vp)
 		struct virtio_pci_queue *q = &vp->queues[i];
 
 		virtq_reset(&q->vq);
+		q->throttled = false;
 		q->size = vp->p.queue_size;
 		__atomic_store_n(&q->msix_vector, PCI_MSIX_NO_VECTOR, __ATOMIC_RELEASE);
 		q->enabled = false;
@@ -601,12 +690,18 @@ static void stop_workers(struct virtio_pci *vp)
 		struct virtio_pci_queue *q = &vp->queues[i];
 
 		pthread_mutex_lock(&q->kick_lock);
-		q->stop = true;
+		__atomic_store_n(&q->stop, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&q->kick_cond);
 		pthread_mutex_unlock(&q->kick_lock);
+		if (vp->p.loop && q->nr_workers)
+			vp->p.loop->wake(vp->p.opaque, q->index);
 		for (unsigned t = 0; t < q->nr_workers; t++)
 			pthread_join(q->workers[t].thread, NULL);
 		q->nr_workers = 0;
+		/* Deferred requests finish before the device's store may go away. */
+		pthread_mutex_lock(&q->run_lock);
+		wait_idle(q);
+		pthread_mutex_unlock(&q->run_lock);
 	}
 }
 
@@ -623,7 +718,7 @@ static int start_workers(struct virtio_pci *vp, struct virtio_pci_queue *q, unsi
 			snprintf(err, errlen, "%s: out of memory", vp->p.name);
 			return -1;
 		}
-		rc = pthread_create(&w->thread, NULL, worker, w);
+		rc = pthread_create(&w->thread, NULL, vp->p.loop ? loop_worker : worker, w);
 		if (rc) {
 			free(w->chain);
 			w->chain = NULL;
@@ -689,7 +784,7 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		pthread_cond_init(&q->idle_cond, NULL);
 	}
 	for (unsigned i = 0; i < p->nr_queues; i++) {
-		unsigned n = p->queue_threads ? p->queue_threads : 1;
+		unsigned n = p->loop ? 1 : p->queue_threads ? p->queue_threads : 1;
 
 		if (start_workers(vp, &vp->queues[i], n < VIRTIO_PCI_MAX_QUEUE_THREADS ? n :
 				  VIRTIO_PCI_MAX_QUEUE_THREADS, err, errlen)) {

@@ -87,12 +87,19 @@
 #define VIRTIO_PCI_COMMON_Q_DRIVER   0x28
 #define VIRTIO_PCI_COMMON_Q_DEVICE   0x30
 
+/* process() took the chain and completes it later with virtio_pci_complete(). */
+#define VIRTIO_PCI_DEFERRED (-2)
+
 /* What a device model gives the transport. */
 struct virtio_dev_ops {
 	/*
 	 * One request, on the queue's worker thread: returns the number of
-	 * bytes written into the chain's writable buffers, or -1 when the
-	 * request breaks the device's protocol (after virtio_pci_fail()).
+	 * bytes written into the chain's writable buffers, -1 when the
+	 * request breaks the device's protocol (after virtio_pci_fail()), or
+	 * VIRTIO_PCI_DEFERRED when the device started it and will call
+	 * virtio_pci_complete() once it is done (from any thread, even before
+	 * process() returns). The chain itself is the worker's scratch: a
+	 * deferred request keeps what it needs of it.
 	 */
 	long (*process)(void *opaque, unsigned queue, const struct virtq_chain *c);
 	/* Device-specific configuration (offset within it; bounded by config_size). */
@@ -100,6 +107,27 @@ struct virtio_dev_ops {
 	void (*config_write)(void *opaque, uint64_t off, unsigned len, uint64_t data);
 	/* The driver reset the device; no process() call is running or will start. */
 	void (*reset)(void *opaque);
+};
+
+/*
+ * Optional: a queue whose worker sleeps in, and is woken through, the
+ * device's own event source (an io_uring its requests complete on) instead
+ * of a condition variable. The queue then has one worker, which alternates
+ * between serving the ring and wait(); a device that defers requests
+ * completes them from within wait(). See "Requests in flight" in
+ * docs/devices.md.
+ */
+struct virtio_queue_loop {
+	/* On the worker: sleeps until wake() or something completes; runs completions. */
+	void (*wait)(void *opaque, unsigned queue);
+	/* Any thread: makes wait() return. */
+	void (*wake)(void *opaque, unsigned queue);
+	/*
+	 * On the worker, before it pops a chain: whether the device can take
+	 * one more now. When it cannot, the worker leaves the rest in the ring
+	 * and serves it again after the next wait().
+	 */
+	bool (*room)(void *opaque, unsigned queue);
 };
 
 struct virtio_pci_params {
@@ -116,6 +144,7 @@ struct virtio_pci_params {
 	void (*log)(void *ctx, const char *msg);   /* may be NULL */
 	void *log_ctx;
 	unsigned queue_threads;      /* workers per queue, 0 = 1, at most the max below */
+	const struct virtio_queue_loop *loop;   /* NULL: condition variables (queue_threads) */
 };
 
 #define VIRTIO_PCI_MAX_QUEUE_THREADS 16
@@ -138,7 +167,11 @@ struct virtio_pci_queue {
 	pthread_cond_t kick_cond;
 	bool kicked;
 	bool stop;
-	/* Workers; busy counts those processing a chain outside run_lock. */
+	/*
+	 * Workers; busy counts those processing a chain outside run_lock,
+	 * deferred the requests a device completes later (both under run_lock;
+	 * a reset waits for both to be 0).
+	 */
 	struct virtio_pci_worker {
 		struct virtio_pci_queue *q;
 		pthread_t thread;
@@ -146,6 +179,9 @@ struct virtio_pci_queue {
 	} workers[VIRTIO_PCI_MAX_QUEUE_THREADS];
 	unsigned nr_workers;         /* started */
 	unsigned busy;               /* under run_lock */
+	int deferred;                /* under run_lock; below 0 for a moment when a
+				      * request completes before process() returns */
+	bool throttled;              /* loop: stopped popping for want of room (run_lock) */
 	pthread_cond_t idle_cond;    /* busy dropped to 0 (with run_lock) */
 	uint64_t kicks;              /* statistics (survive device resets) */
 	uint64_t requests;
@@ -174,7 +210,10 @@ struct virtio_pci {
  */
 int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		    char *err, size_t errlen);
-/* Stops the queue workers (no process() call runs afterwards); idempotent. */
+/*
+ * Stops the queue workers (no process() call runs afterwards) and waits for
+ * the deferred requests to complete; idempotent.
+ */
 void virtio_pci_stop(struct virtio_pci *vp);
 /* Stops the workers and frees what init allocated; idempotent. */
 void virtio_pci_destroy(struct virtio_pci *vp);
@@ -189,6 +228,12 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
  */
 void virtio_pci_fail(struct virtio_pci *vp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/*
+ * A request that process() deferred is done: its chain (head) goes on the
+ * used ring with `written` bytes, and the driver is interrupted if it
+ * wants to be. Any thread; after virtio_pci_stop() returns, none is left.
+ */
+void virtio_pci_complete(struct virtio_pci *vp, unsigned queue, uint16_t head, uint32_t written);
 /* Interrupt for queue q (used by the workers; exposed for tests). */
 void virtio_pci_queue_irq(struct virtio_pci *vp, unsigned q);
 

@@ -315,3 +315,15 @@ size_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *
 {
 	return chain_copy(c->seg + c->nr_out, c->nr_in, off, NULL, buf, len);
 }
+
+uint8_t *virtq_chain_in_byte(const struct virtq_chain *c, uint64_t off)
+{
+	const struct virtq_seg *seg = c->seg + c->nr_out;
+
+	for (unsigned i = 0; i < c->nr_in; i++) {
+		if (off < seg[i].len)
+			return seg[i].host + off;
+		off -= seg[i].len;
+	}
+	return NULL;
+}

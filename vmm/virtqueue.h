@@ -104,5 +104,11 @@ bool virtq_enable_notify(struct virtq *vq);
 size_t virtq_chain_read(const struct virtq_chain *c, uint64_t off, void *buf, size_t len);
 /* Copies into the writable buffers from byte 'off'; returns the bytes copied. */
 size_t virtq_chain_write(const struct virtq_chain *c, uint64_t off, const void *buf, size_t len);
+/*
+ * Where writable byte 'off' is in guest RAM (NULL past the end): a request
+ * completed later, after the chain was handed back to the walker, writes
+ * its status there.
+ */
+uint8_t *virtq_chain_in_byte(const struct virtq_chain *c, uint64_t off);
 
 #endif

@@ -95,6 +95,7 @@ struct vm_disk {
 	enum vm_disk_cache cache;
 	bool readonly;           /* <readonly/> */
 	bool discard;            /* <driver discard='unmap'> (default) rather than 'ignore' */
+	bool io_uring;           /* <driver io='native'|'io_uring'>: asynchronous I/O (docs/devices.md) */
 	long line;               /* of <disk>, for messages */
 };
 

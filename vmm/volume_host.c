@@ -15,8 +15,17 @@
 #include "blockdev/volume_layout.h"
 #include "vmm/volume_host.h"
 
+struct volume_host;
+
+/* What a volume's probe needs to reopen its remote stores. */
+struct vh_volume {
+	struct volume_host *vh;
+	const struct vm_volume *v;
+};
+
 struct volume_host {
 	struct volume_host_config c;
+	struct vh_volume vols[VM_MAX_VOLUMES];
 	/* Stores this node holds, until a volume or the server takes them. */
 	struct blockdev *local[VM_MAX_VOLUMES][VM_MAX_STORES];
 	unsigned nr_local;
@@ -221,6 +230,32 @@ static unsigned volume_index(const struct volume_host *vh, const struct vm_volum
 	return (unsigned)(v - vh->c.cfg->volumes);
 }
 
+/*
+ * The volume's probe, for a failed store (volume_config.reopen): a store on
+ * this node is probed as it is (its device may answer again); a store on
+ * another node that was never opened (its node did not answer when the
+ * volume opened), or whose connection failed for good, is opened again
+ * through the store client. Runs on the volume's maintenance thread.
+ */
+static int reopen_store(void *ctx, unsigned idx, struct blockdev *cur, struct blockdev **out,
+			char *why, size_t whylen)
+{
+	struct vh_volume *hv = ctx;
+	struct volume_host *vh = hv->vh;
+	const struct vm_volume_store *st = &hv->v->stores[idx];
+	char name[STORE_MSG_NAME_MAX];
+
+	*out = NULL;
+	if (st->node == vh->c.self)
+		return 0;
+	if (!vh->cli) {
+		snprintf(why, whylen, "no fabric to reach node %u", st->node);
+		return -1;
+	}
+	store_name(name, sizeof(name), hv->v, idx);
+	return store_client_reopen(vh->cli, st->node, name, cur, out, why, whylen);
+}
+
 /* The stores of v: this node's directly, the others' through the client. */
 static int gather_stores(struct volume_host *vh, const struct vm_volume *v,
 			 struct blockdev **bds, unsigned *local, char *err, size_t errlen)
@@ -241,9 +276,10 @@ static int gather_stores(struct volume_host *vh, const struct vm_volume *v,
 		}
 		store_name(name, sizeof(name), v, s);
 		if (!vh->cli || store_client_open(vh->cli, st->node, name, &bds[s], why, sizeof(why))) {
-			/* Opened later if it comes back: the volume runs degraded. */
-			vh_log(vh, "volume %s: store %u on node %u (%s) is not available: %s",
-			       v->name, s, st->node, st->path, vh->cli ? why : "no fabric");
+			/* The volume runs degraded; its probe opens it when the node answers. */
+			vh_log(vh, "volume %s: store %u on node %u (%s) is not available: %s; "
+			       "retried every second", v->name, s, st->node, st->path,
+			       vh->cli ? why : "no fabric");
 			bds[s] = NULL;
 		}
 	}
@@ -263,9 +299,13 @@ int volume_host_open(struct volume_host *vh, const struct vm_volume *v, struct v
 		.stores = v->nr_stores, .replicas = v->replicas, .store_names = names,
 		.log = log_cb, .log_ctx = vh,
 	};
+	struct vh_volume *hv = &vh->vols[volume_index(vh, v)];
 	unsigned local;
 	char why[512];
 
+	*hv = (struct vh_volume){ .vh = vh, .v = v };
+	vc.reopen = reopen_store;
+	vc.reopen_ctx = hv;
 	for (unsigned s = 0; s < v->nr_stores; s++) {
 		snprintf(labels[s], sizeof(labels[s]), "node %u:%s", v->stores[s].node,
 			 v->stores[s].path);
