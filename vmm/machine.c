@@ -740,6 +740,20 @@ static void vq_msi(void *ctx, uint64_t addr, uint32_t data)
 		apic_deliver(m, &msg);
 }
 
+/* The node of the first vCPU an MSI names (the guest's affinity for a queue is one CPU). */
+static int vq_msi_node(void *ctx, uint64_t addr, uint32_t data)
+{
+	struct machine *m = ctx;
+	struct apic_msg msg;
+
+	if (!pci_msi_to_apic(addr, data, &msg))
+		return -1;
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_matches(m, i, &msg))
+			return m->pl.vcpu_node[i];
+	return -1;
+}
+
 static bool vq_stopping(void *ctx)
 {
 	return machine_stopping(ctx);
@@ -758,23 +772,21 @@ static void vq_log(void *ctx, const char *msg)
 }
 
 /*
- * Queue q of every disk is served by the node of vCPU q (the guest's blk-mq
- * maps queue q to CPU q when there are as many queues as CPUs); queues past
- * the vCPUs (none today) would stay on the I/O node.
+ * Each queue of a disk is served by the node of the vCPU its MSI-X vector
+ * targets (vq_remote.h): one queue per vCPU, placed at DRIVER_OK.
  */
 static int setup_queue_service(struct machine *m, char *err, size_t errlen)
 {
 	struct vq_remote_config c = {
 		.self = m->pl.self, .io_node = m->pl.io_node, .nr_disks = m->cfg->nr_disks,
 		.send = vq_send, .make_replica = vq_make_replica, .msi = vq_msi,
+		.msi_node = vq_msi_node,
 		.stopping = vq_stopping, .fail = vq_fail, .log = vq_log, .ctx = m,
 	};
 
 	if (m->pl.nr_nodes < 2 || !m->cfg->nr_disks || getenv("GRAPPE_DISK_QUEUES_ON_IO_NODE"))
 		return 0;
 	c.nr_queues = m->nr_vcpus < VIRTIO_BLK_MAX_QUEUES ? m->nr_vcpus : VIRTIO_BLK_MAX_QUEUES;
-	for (unsigned q = 0; q < c.nr_queues; q++)
-		c.queue_node[q] = m->pl.vcpu_node[q];
 	return vq_remote_create(&m->vqr, &c, err, errlen);
 }
 

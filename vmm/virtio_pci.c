@@ -236,8 +236,10 @@ static void reset_device(struct virtio_pci *vp)
 	/* Other nodes stop serving first: no ring is touched after the reset. */
 	if (any_remote_started(vp)) {
 		vp->p.remote->reset(vp->p.remote_ctx);
-		for (unsigned i = 0; i < vp->p.nr_queues; i++)
+		for (unsigned i = 0; i < vp->p.nr_queues; i++) {
 			vp->queues[i].remote_started = false;
+			__atomic_store_n(&vp->queues[i].remote, false, __ATOMIC_RELEASE);
+		}
 	}
 	/* Workers finish what they are doing; then the device forgets everything. */
 	for (unsigned i = 0; i < vp->p.nr_queues; i++) {
@@ -305,8 +307,8 @@ static void msix_changed(void *ctx)
 	pthread_mutex_unlock(&vp->lock);
 }
 
-/* vp->lock held, DRIVER_OK: queue q's node starts serving it. */
-static void start_remote(struct virtio_pci *vp, struct virtio_pci_queue *q)
+/* vp->lock held, DRIVER_OK: queue q's node starts serving it, if it is not this one. */
+static bool start_remote(struct virtio_pci *vp, struct virtio_pci_queue *q)
 {
 	struct virtio_queue_state st = {
 		.size = q->size,
@@ -319,9 +321,13 @@ static void start_remote(struct virtio_pci *vp, struct virtio_pci_queue *q)
 	};
 
 	st.route = current_route(vp, q);
+	if (!vp->p.remote->place(vp->p.remote_ctx, q->index, &st.route))
+		return false;
 	q->route = st.route;
 	q->remote_started = true;
+	__atomic_store_n(&q->remote, true, __ATOMIC_RELEASE);
 	vp->p.remote->start(vp->p.remote_ctx, q->index, &st);
+	return true;
 }
 
 static bool features_ok(struct virtio_pci *vp)
@@ -357,9 +363,7 @@ static void write_status(struct virtio_pci *vp, uint8_t val)
 
 			if (!q->enabled)
 				continue;
-			if (q->remote)
-				start_remote(vp, q);
-			else
+			if (!vp->p.remote || !start_remote(vp, q))
 				kick(q);
 		}
 }
@@ -584,7 +588,7 @@ static void bar_write(void *opaque, uint64_t off, unsigned len, uint64_t data)
 		/* queue_notify_off is the queue index, times the multiplier. */
 		uint64_t qi = (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
 
-		if (qi < vp->p.nr_queues && vp->queues[qi].remote)
+		if (qi < vp->p.nr_queues && __atomic_load_n(&vp->queues[qi].remote, __ATOMIC_ACQUIRE))
 			vp->p.remote->kick(vp->p.remote_ctx, (unsigned)qi);
 		else if (qi < vp->p.nr_queues)
 			kick(&vp->queues[qi]);
@@ -792,14 +796,11 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		pthread_mutex_init(&q->kick_lock, NULL);
 		pthread_cond_init(&q->kick_cond, NULL);
 		pthread_cond_init(&q->idle_cond, NULL);
-		q->remote = p->remote && p->remote->is_remote(p->remote_ctx, i);
 	}
-	/* A replica starts a queue's workers when it is asked to serve it; a remote queue has none here. */
+	/* A replica starts a queue's workers when it is asked to serve it. */
 	for (unsigned i = 0; i < p->nr_queues && !p->replica; i++) {
 		unsigned n = p->queue_threads ? p->queue_threads : 1;
 
-		if (vp->queues[i].remote)
-			continue;
 		if (start_workers(vp, &vp->queues[i], n < VIRTIO_PCI_MAX_QUEUE_THREADS ? n :
 				  VIRTIO_PCI_MAX_QUEUE_THREADS, err, errlen)) {
 			virtio_pci_destroy(vp);

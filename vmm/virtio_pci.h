@@ -110,8 +110,14 @@ struct virtio_queue_state {
 
 /* I/O node: the transport tells the queue's server what the driver did. */
 struct virtio_remote_ops {
-	bool (*is_remote)(void *ctx, unsigned q);    /* asked once, at init */
-	/* DRIVER_OK with the queue enabled: the server starts serving it. */
+	/*
+	 * DRIVER_OK with the queue enabled: does another node serve queue q?
+	 * The route says which CPU the guest wants its completions on, which
+	 * is the CPU its block layer submits from (blk-mq maps queues by their
+	 * interrupts' affinity). True: start follows.
+	 */
+	bool (*place)(void *ctx, unsigned q, const struct virtio_msix_route *r);
+	/* The server starts serving it. */
 	void (*start)(void *ctx, unsigned q, const struct virtio_queue_state *st);
 	void (*route)(void *ctx, unsigned q, const struct virtio_msix_route *r);
 	void (*kick)(void *ctx, unsigned q);         /* a notify that reached the I/O node */
@@ -192,8 +198,8 @@ struct virtio_pci_queue {
 	pthread_cond_t idle_cond;    /* busy dropped to 0 (with run_lock) */
 	uint64_t kicks;              /* statistics (survive device resets) */
 	uint64_t requests;
-	/* Served by another node (I/O node), and whether that node serves it now. */
-	bool remote;
+	/* I/O node: another node serves the queue now (set at DRIVER_OK, cleared by a reset). */
+	bool remote;                 /* atomic: the notify path reads it */
 	bool remote_started;         /* under vp->lock */
 	/* Remote: the route last sent (vp->lock). Replica: the route in use (route_lock). */
 	struct virtio_msix_route route;

@@ -31,6 +31,7 @@ struct vqr_disk {
 	unsigned index;
 	/* I/O node (r->lock): the device, and what each node was asked to serve. */
 	struct virtio_pci *vp;
+	uint8_t node[VIRTIO_BLK_MAX_QUEUES];   /* where each queue is served (once placed) */
 	bool started_on[VM_MAX_NODES];
 	uint32_t reset_seq;
 	bool reset_waiting[VM_MAX_NODES];
@@ -99,12 +100,32 @@ static bool is_io_node(const struct vq_remote *r)
 
 /* ---- I/O node: the device's remote ops ---- */
 
-static bool op_is_remote(void *ctx, unsigned q)
+/* The node of the vCPU the queue's completions go to; only a direct MSI can say. */
+static bool op_place(void *ctx, unsigned q, const struct virtio_msix_route *rt)
 {
 	struct vqr_disk *d = ctx;
 	struct vq_remote *r = d->r;
+	int node;
 
-	return q < r->c.nr_queues && r->c.queue_node[q] != r->c.self;
+	if (q >= r->c.nr_queues || !rt->direct || (rt->addr >> 20) != 0xfee || !r->c.msi_node)
+		return false;
+	node = r->c.msi_node(r->c.ctx, rt->addr, rt->data);
+	if (node < 0 || node >= VM_MAX_NODES || (unsigned)node == r->c.self)
+		return false;
+	pthread_mutex_lock(&r->lock);
+	d->node[q] = (uint8_t)node;
+	pthread_mutex_unlock(&r->lock);
+	return true;
+}
+
+static unsigned node_of(struct vqr_disk *d, unsigned q)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&d->r->lock);
+	n = d->node[q];
+	pthread_mutex_unlock(&d->r->lock);
+	return n;
 }
 
 static void put_route(struct node_msg_vq *v, const struct virtio_msix_route *rt)
@@ -121,7 +142,7 @@ static void op_start(void *ctx, unsigned q, const struct virtio_queue_state *st)
 {
 	struct vqr_disk *d = ctx;
 	struct vq_remote *r = d->r;
-	unsigned node = r->c.queue_node[q];
+	unsigned node = node_of(d, q);
 	struct node_msg m = { .type = NODE_MSG_VQ_START };
 
 	m.u.vq = (struct node_msg_vq){
@@ -144,7 +165,7 @@ static void op_route(void *ctx, unsigned q, const struct virtio_msix_route *rt)
 	m.u.vq.disk = (uint8_t)d->index;
 	m.u.vq.queue = (uint16_t)q;
 	put_route(&m.u.vq, rt);
-	send_msg(d->r, d->r->c.queue_node[q], &m);
+	send_msg(d->r, node_of(d, q), &m);
 }
 
 static void op_kick(void *ctx, unsigned q)
@@ -154,7 +175,7 @@ static void op_kick(void *ctx, unsigned q)
 
 	m.u.vq.disk = (uint8_t)d->index;
 	m.u.vq.queue = (uint16_t)q;
-	send_msg(d->r, d->r->c.queue_node[q], &m);
+	send_msg(d->r, node_of(d, q), &m);
 }
 
 static bool any_waiting(const struct vqr_disk *d)
@@ -221,7 +242,7 @@ static void op_reset(void *ctx)
 }
 
 const struct virtio_remote_ops vq_remote_ops = {
-	.is_remote = op_is_remote,
+	.place = op_place,
 	.start = op_start,
 	.route = op_route,
 	.kick = op_kick,
@@ -248,9 +269,11 @@ static void io_node_receive(struct vq_remote *r, unsigned src, const struct node
 	const struct node_msg_vq *v = &msg->u.vq;
 	struct vqr_disk *d = &r->disks[v->disk];
 	struct virtio_pci *vp;
+	bool its_queue;
 
 	pthread_mutex_lock(&r->lock);
 	vp = d->vp;
+	its_queue = v->queue < r->c.nr_queues && d->node[v->queue] == src;
 	if (msg->type == NODE_MSG_VQ_RESET_DONE && v->seq == d->reset_seq && src < VM_MAX_NODES) {
 		d->reset_waiting[src] = false;
 		pthread_cond_broadcast(&r->cond);
@@ -261,7 +284,7 @@ static void io_node_receive(struct vq_remote *r, unsigned src, const struct node
 	switch (msg->type) {
 	case NODE_MSG_VQ_IRQ:
 		/* Only the node that serves the queue may ask. */
-		if (v->queue < r->c.nr_queues && r->c.queue_node[v->queue] == src)
+		if (its_queue)
 			virtio_pci_queue_irq(vp, v->queue);
 		break;
 	case NODE_MSG_VQ_FAIL:
@@ -323,8 +346,8 @@ static void start_queue(struct vq_remote *r, const struct node_msg_vq *v)
 	char err[384];
 	bool first;
 
-	if (v->queue >= r->c.nr_queues || r->c.queue_node[v->queue] != r->c.self) {
-		rlog(r, "disk %u: asked to serve queue %u, which is not this node's", v->disk, v->queue);
+	if (v->queue >= r->c.nr_queues) {
+		rlog(r, "disk %u: asked to serve queue %u, which it does not have", v->disk, v->queue);
 		return;
 	}
 	pthread_mutex_lock(&r->lock);
@@ -581,11 +604,6 @@ int vq_remote_create(struct vq_remote **out, const struct vq_remote_config *c,
 			 c->nr_queues);
 		return -1;
 	}
-	for (unsigned q = 0; q < c->nr_queues; q++)
-		if (c->queue_node[q] >= VM_MAX_NODES) {
-			snprintf(err, errlen, "disk queues: queue %u on node %u", q, c->queue_node[q]);
-			return -1;
-		}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		snprintf(err, errlen, "out of memory");

@@ -13,7 +13,8 @@
 /*
  * Disk queues served by the node of their vCPU (docs/cluster.md, "Disk
  * queues"). A virtio-blk disk has one queue per vCPU; the guest's blk-mq
- * maps queue k to CPU k. Queue k is served by the node that runs vCPU k:
+ * maps each queue to the CPU its MSI-X vector is affine to. Each queue is
+ * served by the node that runs that vCPU (decided at DRIVER_OK):
  *
  *  - on the I/O node the device keeps every register (PCI and common
  *    configuration, MSI-X table); this object is its virtio_remote_ops:
@@ -36,7 +37,13 @@ struct vq_remote_config {
 	unsigned io_node;
 	unsigned nr_disks;              /* at most NODE_MSG_VQ_MAX_DISKS */
 	unsigned nr_queues;             /* per disk, at most VIRTIO_BLK_MAX_QUEUES */
-	uint8_t queue_node[VIRTIO_BLK_MAX_QUEUES];   /* the node serving queue q */
+	/*
+	 * I/O node: the node of the vCPU an MSI (address, data) goes to, or
+	 * -1. A queue is served by the node of the CPU its interrupt targets:
+	 * the guest's blk-mq maps each queue to the CPUs of its interrupt's
+	 * affinity, so that is where its requests come from.
+	 */
+	int (*msi_node)(void *ctx, uint64_t addr, uint32_t data);
 	/* A node message to dst (the machine's link). */
 	int (*send)(void *ctx, unsigned dst, const struct node_msg *msg);
 	/*
