@@ -28,6 +28,8 @@
 #   grappe.diskserial=S  [disks] the serial /dev/vda must report
 #   grappe.diskseed=N    [disks] seed of the blkcheck patterns (default 4242)
 #   grappe.diskrounds=N  [disks] rounds of blkcheck random (its default if absent)
+#   grappe.diskcpu=N     [disks] blkcheck (stamp, verify, random) pinned to CPU N: its I/O
+#                        goes through that CPU's queue (tests/test_disk_queues.py)
 #   grappe.test=fio      [disks] fio on /dev/vda (fio itself on /dev/vdb, fio-tools.img
 #                        from ci/build-guest, run in a chroot there): sequential 1 MiB
 #                        and random 4 KiB reads and writes, O_DIRECT, one line each:
@@ -120,6 +122,16 @@ disk_wait() {
     fi
 }
 
+# blkcheck on the CPU grappe.diskcpu names (blk-mq: that CPU's queue), else anywhere.
+on_disk_cpu() {
+    cpu=$(param grappe.diskcpu)
+    if [ -n "$cpu" ]; then
+        taskset -c "$cpu" "$@"
+    else
+        "$@"
+    fi
+}
+
 disk_seed() {
     seed=$(param grappe.diskseed)
     echo "${seed:-4242}"
@@ -134,7 +146,7 @@ disk_check() {
     if command -v fsck.ext4 >/dev/null; then
         fsck.ext4 -n -f /dev/vda >/tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; disk_fail "fsck.ext4 found errors"; return 1; }
     fi
-    blkcheck verify /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp differs"; return 1; }
+    on_disk_cpu blkcheck verify /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp differs"; return 1; }
 }
 
 disk_test() {
@@ -159,11 +171,12 @@ disk_test() {
     sync
     umount /mnt || { disk_fail "umount"; return 1; }
     echo 3 >/proc/sys/vm/drop_caches
-    blkcheck stamp /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp"; return 1; }
+    [ -n "$(param grappe.diskcpu)" ] && echo "GRAPPE-GUEST: disk blkcheck on CPU $(param grappe.diskcpu)"
+    on_disk_cpu blkcheck stamp /dev/vda $DISK_FS_MIB $DISK_STAMP_MIB "$(disk_seed)" || { disk_fail "stamp"; return 1; }
     disk_check || return 1
     echo "GRAPPE-GUEST: disk random I/O"
     # shellcheck disable=SC2046  # no rounds argument when the parameter is absent
-    blkcheck random /dev/vda $((DISK_FS_MIB + DISK_STAMP_MIB)) $DISK_SCRATCH_MIB "$(disk_seed)" \
+    on_disk_cpu blkcheck random /dev/vda $((DISK_FS_MIB + DISK_STAMP_MIB)) $DISK_SCRATCH_MIB "$(disk_seed)" \
         $(param grappe.diskrounds) || { disk_fail "random I/O"; return 1; }
     echo "GRAPPE-GUEST: disk PASS"
 }

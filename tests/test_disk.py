@@ -93,12 +93,30 @@ def sha256(path):
 
 
 def disk_stats(r):
-    """The device's own account, printed when the machine goes away."""
-    m = re.search(r"virtio-blk vda: reads=(\d+).*writes=(\d+).*errors=(\d+).*"
-                  r"requests per queue:((?: q\d+=\d+)+)", r.err)
-    assert m, r
-    queues = [int(n) for n in re.findall(r"q\d+=(\d+)", m.group(4))]
-    return int(m.group(1)), int(m.group(2)), int(m.group(3)), queues
+    """The device's own account, printed when the machine goes away: the
+    I/O node's device and, in a cluster, the replica of every node that
+    served some of its queues (docs/cluster.md, "Disk queues"), summed."""
+    found = re.findall(r"virtio-blk vda: reads=(\d+).*writes=(\d+).*errors=(\d+).*"
+                       r"requests per queue:((?: q\d+=\d+)+)", r.err)
+    assert found, r
+    reads = writes = errors = 0
+    queues = []
+    for m in found:
+        reads, writes, errors = reads + int(m[0]), writes + int(m[1]), errors + int(m[2])
+        per = [int(n) for n in re.findall(r"q\d+=(\d+)", m[3])]
+        queues = [a + b for a, b in zip(queues, per)] if queues else per
+    return reads, writes, errors, queues
+
+
+def served_here(r, node):
+    """(requests, notifies taken on the node) summed over the queues the node
+    served, or None if it served none. Which queue is a vCPU's is the
+    guest's choice (blk-mq maps queues by their interrupts' affinity)."""
+    found = re.findall(rf"grappe-node {node}: virtio-blk vda: queue \d+ served on node {node}: "
+                       r"(\d+) requests, (\d+) notifies taken here", r.err)
+    if not found:
+        return None
+    return sum(int(a) for a, _ in found), sum(int(b) for _, b in found)
 
 
 @pytest.mark.parametrize("vcpus,cache", [(1, None), (2, "writethrough")])
@@ -183,4 +201,33 @@ def test_disk_two_nodes(tmp_path, kvm, guest_image, monkeypatch):
     assert r.rc == 0, r
     reads, writes, errors, queues = disk_stats(r)
     assert errors == 0 and len(queues) == 2 and all(n > 0 for n in queues), r
+    assert stamp_mismatch(img) is None, stamp_mismatch(img)
+    # vCPU 1's queue is served on its node (docs/cluster.md, "Disk queues").
+    assert served_here(r, 1) and served_here(r, 1)[0] > 0, r
+
+
+def test_disk_queue_served_by_its_node(tmp_path, kvm, guest_image, monkeypatch):
+    """2 nodes x 2 vCPUs; blkcheck pinned to CPU 2 (node 1): its I/O goes
+    through CPU 2's queue, which node 1 serves itself: the notifies are taken
+    there, the data goes to the I/O node's file over the store protocol and
+    the completions are MSIs sent by node 1. The stamp written that way is
+    where the guest put it, and the random I/O read back checks."""
+    if "GRAPPE_RAM" not in os.environ:
+        monkeypatch.setenv("GRAPPE_RAM", "shared")
+    img = make_image(tmp_path)
+    cmd = (f"grappe.test=disk grappe.diskserial={SERIAL} grappe.diskseed={SEED} "
+           "grappe.diskcpu=2")
+    xml = disk_domain(vcpus=4, cells=2, nodes=2, mem_mib=512, cmdline=cmd,
+                      extra=disk_xml(img))
+    r = run_grappe(tmp_path, xml, timeout=900)
+    assert "GRAPPE-GUEST: disk PASS" in r.guest_lines(), r
+    assert "GRAPPE-GUEST: disk blkcheck on CPU 2" in r.guest_lines(), r
+    assert r.rc == 0, r
+    reads, writes, errors, queues = disk_stats(r)
+    assert errors == 0 and len(queues) == 4, r
+    served = served_here(r, 1)
+    assert served, r
+    requests, local_notifies = served
+    # blkcheck's stamp alone is 2 MiB of writes: far more than a few requests.
+    assert requests >= 16 and local_notifies > 0, r
     assert stamp_mismatch(img) is None, stamp_mismatch(img)

@@ -23,7 +23,7 @@ import pytest
 
 from grappe_helpers import GRAPPE, Run, write_xml
 from test_disk import (DISK_MIB, SEED, SERIAL, disk_domain, sha256, splitmix64, FS_MIB,
-                       STAMP_MIB, MASK)
+                       STAMP_MIB, MASK, served_here)
 import volume_layout
 
 CHUNK = 256 << 10
@@ -48,10 +48,10 @@ def volume_disk(cache=None):
             f"<serial>{SERIAL}</serial></disk>")
 
 
-def domain(nodes, stores, test, extra_cmd="", cache=None):
+def domain(nodes, stores, test, extra_cmd="", cache=None, vcpus=None):
     cmd = f"grappe.test={test} grappe.diskserial={SERIAL} grappe.diskseed={SEED} {extra_cmd}"
     cells = max(nodes, 1)
-    xml = disk_domain(vcpus=max(nodes, 2), cells=cells, nodes=nodes, mem_mib=256 * max(cells, 2),
+    xml = disk_domain(vcpus=vcpus or max(nodes, 2), cells=cells, nodes=nodes, mem_mib=256 * max(cells, 2),
                       cmdline=cmd, extra=volume_disk(cache))
     meta = volume_xml(stores)
     if nodes:
@@ -105,6 +105,22 @@ def test_volume_cluster(tmp_path, kvm, guest_image, nodes):
     assert "GRAPPE-GUEST: disk-verify PASS" in r.guest_lines(), r
     assert r.rc == 0, r
     assert "resync" not in r.err.lower() or "0 chunks" in r.err, r
+
+
+def test_volume_queue_served_by_its_node(tmp_path, kvm, guest_image):
+    """2 nodes x 2 vCPUs over a 2-store volume; blkcheck pinned to CPU 3
+    (node 1): node 1 serves that CPU's queue itself (docs/cluster.md, "Disk
+    queues"), the volume stays on the I/O node (docs/volume.md, "Queues on
+    several nodes"). Every chunk's replicas agree afterwards and the stamp
+    is where the guest wrote it."""
+    stores = [(n, os.path.join(str(tmp_path), f"store{n}.img")) for n in range(2)]
+    r = run(tmp_path, domain(2, stores, "disk", extra_cmd="grappe.diskcpu=3", vcpus=4))
+    assert "GRAPPE-GUEST: disk PASS" in r.guest_lines(), r
+    assert r.rc == 0, r
+    served = served_here(r, 1)
+    assert served and served[0] >= 16 and served[1] > 0, r
+    image = check_replicas([p for _, p in stores])
+    assert stamp_mismatch_in(image) is None, stamp_mismatch_in(image)
 
 
 def dm(*args):

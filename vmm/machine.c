@@ -180,6 +180,15 @@ void machine_node_msg(struct machine *m, unsigned src, const struct node_msg *ms
 	case NODE_MSG_IO_RESP:
 		handle_io_resp(m, msg);
 		break;
+	case NODE_MSG_VQ_START:
+	case NODE_MSG_VQ_MSIX:
+	case NODE_MSG_VQ_KICK:
+	case NODE_MSG_VQ_RESET:
+	case NODE_MSG_VQ_RESET_DONE:
+	case NODE_MSG_VQ_IRQ:
+	case NODE_MSG_VQ_FAIL:
+		vq_remote_receive(m->vqr, src, msg);
+		break;
 	case NODE_MSG_EVENT:
 		if (msg->u.event.event > MACHINE_EV_NONE && msg->u.event.event <= MACHINE_EV_STOP) {
 			char text[NODE_MSG_TEXT_MAX + 32];
@@ -247,7 +256,7 @@ void machine_io(struct machine *m, struct io_req *req)
 {
 	if (is_io_node(m))
 		io_bus_dispatch(&m->bus, req);
-	else
+	else if (!vq_remote_notify(m->vqr, req))   /* a queue served here: not forwarded */
 		remote_io(m, req);
 }
 
@@ -543,6 +552,11 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 	};
 	char why[384];
 
+	if (m->vqr) {
+		bo.remote = &vq_remote_ops;
+		bo.remote_ctx = vq_remote_disk_ctx(m->vqr, m->nr_disks);
+	}
+
 	if (d->type == VM_DISK_VOLUME) {
 		const struct vm_volume *v = vm_config_volume(m->cfg, d->volume);
 		struct late_store_geometry g = { .size = v->size, .block_size = 512,
@@ -560,6 +574,8 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 		snprintf(err, errlen, "%s:%ld: disk %s: %s", m->cfg->source, d->line, d->target, why);
 		return -1;
 	}
+	if (m->vqr)
+		vq_remote_set_device(m->vqr, m->nr_disks, &m->disks[m->nr_disks]->vp);
 	m->nr_disks++;
 	return 0;
 }
@@ -686,6 +702,100 @@ void machine_placement_init(struct machine_placement *pl, const struct vm_config
 	pl->io_node = pl->vcpu_node[0];
 }
 
+/* ---- disk queues served by the node of their vCPU (vmm/vq_remote.h) ---- */
+
+static int vq_send(void *ctx, unsigned dst, const struct node_msg *msg)
+{
+	return link_send(ctx, dst, msg);
+}
+
+static int vq_make_replica(void *ctx, unsigned disk, const struct virtio_replica_ops *ops,
+			   void *ops_ctx, struct virtio_blk **out, char *err, size_t errlen)
+{
+	struct machine *m = ctx;
+	const struct vm_disk *d = &m->cfg->disks[disk];
+	struct virtio_blk_opts bo = {
+		.name = d->target, .serial = d->serial, .discard = d->discard,
+		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
+		.replica = ops, .remote_ctx = ops_ctx,
+	};
+	char why[384];
+
+	if (!m->open_disk) {
+		snprintf(err, errlen, "disk %s: no way to reach the I/O node's store", d->target);
+		return -1;
+	}
+	if (m->open_disk(m->open_disk_ctx, d->target, &bo.bd, why, sizeof(why))) {
+		snprintf(err, errlen, "disk %s: %s", d->target, why);
+		return -1;
+	}
+	return virtio_blk_create(out, NULL, &bo, err, errlen);
+}
+
+static void vq_msi(void *ctx, uint64_t addr, uint32_t data)
+{
+	struct machine *m = ctx;
+	struct apic_msg msg;
+
+	if (pci_msi_to_apic(addr, data, &msg))
+		apic_deliver(m, &msg);
+}
+
+/* The node of the first vCPU an MSI names (the guest's affinity for a queue is one CPU). */
+static int vq_msi_node(void *ctx, uint64_t addr, uint32_t data)
+{
+	struct machine *m = ctx;
+	struct apic_msg msg;
+
+	if (!pci_msi_to_apic(addr, data, &msg))
+		return -1;
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (vcpu_matches(m, i, &msg))
+			return m->pl.vcpu_node[i];
+	return -1;
+}
+
+static bool vq_stopping(void *ctx)
+{
+	return machine_stopping(ctx);
+}
+
+static void vq_fail(void *ctx, const char *msg)
+{
+	machine_fail(ctx, "%s", msg);
+}
+
+static void vq_log(void *ctx, const char *msg)
+{
+	struct machine *m = ctx;
+
+	fprintf(stderr, "grappe-node %u: %s\n", m->pl.self, msg);
+}
+
+/*
+ * Each queue of a disk is served by the node of the vCPU its MSI-X vector
+ * targets (vq_remote.h): one queue per vCPU, placed at DRIVER_OK.
+ */
+static int setup_queue_service(struct machine *m, char *err, size_t errlen)
+{
+	struct vq_remote_config c = {
+		.self = m->pl.self, .io_node = m->pl.io_node, .nr_disks = m->cfg->nr_disks,
+		.send = vq_send, .make_replica = vq_make_replica, .msi = vq_msi,
+		.msi_node = vq_msi_node,
+		.stopping = vq_stopping, .fail = vq_fail, .log = vq_log, .ctx = m,
+	};
+
+	if (m->pl.nr_nodes < 2 || !m->cfg->nr_disks || getenv("GRAPPE_DISK_QUEUES_ON_IO_NODE"))
+		return 0;
+	c.nr_queues = m->nr_vcpus < VIRTIO_BLK_MAX_QUEUES ? m->nr_vcpus : VIRTIO_BLK_MAX_QUEUES;
+	return vq_remote_create(&m->vqr, &c, err, errlen);
+}
+
+void machine_stop_queues(struct machine *m)
+{
+	vq_remote_stop(m->vqr);
+}
+
 static int create_vcpus(struct machine *m, char *err, size_t errlen)
 {
 	m->vcpus = calloc(m->nr_vcpus, sizeof(*m->vcpus));
@@ -730,6 +840,8 @@ int machine_create(struct machine *m, const struct vm_config *cfg,
 		return -1;
 	}
 	if (setup_kvm(m, err, errlen))
+		return -1;
+	if (setup_queue_service(m, err, errlen))
 		return -1;
 	if (is_io_node(m) && setup_devices(m, err, errlen))
 		return -1;
@@ -820,6 +932,7 @@ void machine_stop(struct machine *m, const char *why)
 void machine_destroy(struct machine *m)
 {
 	machine_stop_vcpus(m);
+	machine_stop_queues(m);
 	io_worker_stop(&m->io_worker);
 	if (m->vcpus) {
 		for (unsigned i = 0; i < m->nr_vcpus; i++)
@@ -842,6 +955,8 @@ void machine_destroy(struct machine *m)
 		close(m->vm_fd);
 	if (m->kvm_fd >= 0)
 		close(m->kvm_fd);
+	vq_remote_destroy(m->vqr);	/* the I/O node's disks used it until now */
+	m->vqr = NULL;
 	guest_mem_destroy(&m->mem);
 	timer_queue_destroy(&m->tq);
 	pthread_mutex_destroy(&m->dir_lock);

@@ -28,6 +28,7 @@
 #include "vmm/vcpu.h"
 #include "vmm/vm_config.h"
 #include "vmm/volume_host.h"
+#include "vmm/vq_remote.h"
 #include "blockdev/late_store.h"
 
 /*
@@ -95,6 +96,12 @@ struct machine {
 	/* Volume disks: the stand-in the device holds, the volume once attached. */
 	struct late_store *disk_late[VM_MAX_DISKS];
 	struct volume *disk_volume[VM_MAX_DISKS];
+	/* In a cluster: disk queues served by the node of their vCPU (vmm/vq_remote.h). */
+	struct vq_remote *vqr;
+	/* Serving node: opens disk 'target' of the I/O node (set once the fabric is up). */
+	int (*open_disk)(void *ctx, const char *target, struct blockdev **out, char *err,
+			 size_t errlen);
+	void *open_disk_ctx;
 	struct console_out console;
 	bool devices_ready;
 	struct cpuid_table supported;
@@ -176,6 +183,8 @@ void machine_pause(struct machine *m, bool pause);
 
 /* Stops and joins this node's vCPU threads and the timer thread; idempotent. */
 void machine_stop_vcpus(struct machine *m);
+/* After the vCPUs: the disk queues this node serves for the I/O node stop (stores closed). */
+void machine_stop_queues(struct machine *m);
 /* Asks a running machine to stop (from a signal-watching thread). */
 void machine_stop(struct machine *m, const char *why);
 

@@ -181,6 +181,29 @@ static struct json_object *volume_stats_json(struct machine *m)
 	return arr;
 }
 
+/* Disk queues this node serves for the I/O node (docs/cluster.md, "Disk queues"). */
+static struct json_object *disk_queue_stats(struct machine *m)
+{
+	struct vq_remote_queue_stats st[NODE_MSG_VQ_MAX_DISKS];
+	struct json_object *arr = json_object_new_array();
+	unsigned n = vq_remote_stats(m->vqr, st, NODE_MSG_VQ_MAX_DISKS);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "disk",
+				       json_object_new_string(m->cfg->disks[st[i].disk].target));
+		add_u64(o, "queue", st[i].queue);
+		add_u64(o, "requests", st[i].requests);
+		add_u64(o, "local_notifies", st[i].local_notifies);
+		add_u64(o, "forwarded_notifies", st[i].forwarded_notifies);
+		add_u64(o, "msis", st[i].msis);
+		add_u64(o, "irqs_forwarded", st[i].irqs_forwarded);
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
 static int query_stats(void *ctx, struct json_object **out, char *err, size_t errlen)
 {
 	struct node_control *nc = ctx;
@@ -192,6 +215,7 @@ static int query_stats(void *ctx, struct json_object **out, char *err, size_t er
 		json_object_object_add(o, "node", json_object_new_int64(nc->self));
 		json_object_object_add(o, "vcpus", vcpu_stats(m));
 		json_object_object_add(o, "volumes", volume_stats_json(m));
+		json_object_object_add(o, "disk_queues", disk_queue_stats(m));
 		if (m->stats_hook)
 			m->stats_hook(m->stats_ctx, o);
 		*out = o;

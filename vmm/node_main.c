@@ -58,6 +58,27 @@ static void usage(FILE *f)
 		   "  --peer N=ADDR  reach node N at ADDR instead of the XML's address\n");
 }
 
+/* Serving node: a disk of the I/O node, for the queues this node serves. */
+static int open_io_disk(void *ctx, const char *target, struct blockdev **out, char *err,
+			size_t errlen)
+{
+	struct node *n = ctx;
+
+	return volume_host_open_disk(n->volumes, n->m.pl.io_node, target, out, err, errlen);
+}
+
+/* I/O node: its disks are served to the nodes that serve some of their queues. */
+static int export_disks(struct node *n, char *err, size_t errlen)
+{
+	if (!n->m.vqr || n->copts.self != n->m.pl.io_node)
+		return 0;
+	for (unsigned i = 0; i < n->m.nr_disks; i++)
+		if (volume_host_export_disk(n->volumes, n->cfg->disks[i].target, n->m.disks[i]->bd,
+					    err, errlen))
+			return -1;
+	return 0;
+}
+
 /* Starts this node's part: machine, then fabric and DSM, then the kernel. */
 static int bring_up(struct node *n, char *err, size_t errlen)
 {
@@ -68,9 +89,15 @@ static int bring_up(struct node *n, char *err, size_t errlen)
 	if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, errlen))
 		return -1;
 	vc.io_node = pl.io_node;
-	if (n->cfg->nr_volumes && volume_host_create(&n->volumes, &vc, err, errlen))
+	/* In a cluster the stores also carry the disks whose queues other nodes serve. */
+	if ((n->cfg->nr_volumes || n->clustered) &&
+	    volume_host_create(&n->volumes, &vc, err, errlen))
+		return -1;
+	if (n->volumes && export_disks(n, err, errlen))
 		return -1;
 	n->copts.volumes = n->volumes;
+	n->m.open_disk = open_io_disk;
+	n->m.open_disk_ctx = n;
 	if (n->clustered && cluster_attach(&n->cluster, &n->m, n->cfg, &n->copts, err, errlen))
 		return -1;
 	if (n->volumes && n->copts.self == pl.io_node &&
@@ -90,6 +117,8 @@ static void tear_down(struct node *n)
 {
 	/* vCPUs first: they may be waiting on the fabric. */
 	machine_stop_vcpus(&n->m);
+	/* The queues served here: their workers use the fabric and guest RAM. */
+	machine_stop_queues(&n->m);
 	/* Volumes are closed (flushed, marked clean) while every store is reachable. */
 	machine_detach_volumes(&n->m);
 	if (n->cluster && volume_host_serves(n->volumes))

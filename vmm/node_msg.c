@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "vmm/node_msg.h"
@@ -74,6 +75,83 @@ static void get_io(struct rd *r, struct io_req *io)
 	io->data = get(r, 8);
 }
 
+/* The fields each VQ message carries (see struct node_msg_vq). */
+static bool vq_has_queue(uint16_t type)
+{
+	return type != NODE_MSG_VQ_RESET && type != NODE_MSG_VQ_RESET_DONE;
+}
+
+static void put_vq(struct wr *w, uint16_t type, const struct node_msg_vq *v)
+{
+	put(w, v->disk, 1);
+	if (vq_has_queue(type))
+		put(w, v->queue, 2);
+	else
+		put(w, v->seq, 4);
+	if (type == NODE_MSG_VQ_START) {
+		put(w, v->size, 2);
+		put(w, v->vector, 2);
+		put(w, v->features, 8);
+		put(w, v->notify_gpa, 8);
+		put(w, v->desc, 8);
+		put(w, v->driver, 8);
+		put(w, v->device, 8);
+	}
+	if (type == NODE_MSG_VQ_START || type == NODE_MSG_VQ_MSIX) {
+		put(w, v->msix_addr, 8);
+		put(w, v->msix_data, 4);
+		put(w, v->msix_flags, 1);
+	}
+}
+
+static const char *get_vq(struct rd *r, uint16_t type, struct node_msg_vq *v)
+{
+	v->disk = (uint8_t)get(r, 1);
+	if (vq_has_queue(type))
+		v->queue = (uint16_t)get(r, 2);
+	else
+		v->seq = (uint32_t)get(r, 4);
+	if (type == NODE_MSG_VQ_START) {
+		v->size = (uint16_t)get(r, 2);
+		v->vector = (uint16_t)get(r, 2);
+		v->features = get(r, 8);
+		v->notify_gpa = get(r, 8);
+		v->desc = get(r, 8);
+		v->driver = get(r, 8);
+		v->device = get(r, 8);
+	}
+	if (type == NODE_MSG_VQ_START || type == NODE_MSG_VQ_MSIX) {
+		v->msix_addr = get(r, 8);
+		v->msix_data = (uint32_t)get(r, 4);
+		v->msix_flags = (uint8_t)get(r, 1);
+	}
+	if (r->short_read)
+		return NULL;
+	if (v->disk >= NODE_MSG_VQ_MAX_DISKS)
+		return "disk out of range";
+	if (vq_has_queue(type) && v->queue >= NODE_MSG_VQ_MAX_QUEUES)
+		return "queue out of range";
+	if (type == NODE_MSG_VQ_START) {
+		if (!v->size || v->size > 32768 || (v->size & (v->size - 1)))
+			return "queue size not a power of two up to 32768";
+		if (v->vector != NODE_MSG_VQ_NO_VECTOR && v->vector > NODE_MSG_VQ_MSIX_MAX_VECTOR)
+			return "MSI-X vector out of range";
+		if (!(v->features & (1ULL << 32)))
+			return "features without VERSION_1";
+		/* virtio 1.2, 2.7: the parts' alignments; notify registers are 4-byte aligned. */
+		if ((v->desc & 15) || (v->driver & 1) || (v->device & 3) || (v->notify_gpa & 3))
+			return "misaligned ring or notify address";
+	}
+	if (type == NODE_MSG_VQ_START || type == NODE_MSG_VQ_MSIX) {
+		if (v->msix_flags & ~NODE_MSG_VQ_MSIX_DIRECT)
+			return "reserved MSI-X flags";
+		/* A message the server sends itself must be an MSI (0xFEExxxxx). */
+		if ((v->msix_flags & NODE_MSG_VQ_MSIX_DIRECT) && (v->msix_addr >> 20) != 0xfee)
+			return "MSI address outside 0xFEE00000";
+	}
+	return NULL;
+}
+
 int node_msg_encode(const struct node_msg *m, uint8_t *buf, size_t cap)
 {
 	struct wr w = { .p = buf, .cap = cap };
@@ -110,6 +188,15 @@ int node_msg_encode(const struct node_msg *m, uint8_t *buf, size_t cap)
 		break;
 	case NODE_MSG_READY:
 		put(&w, m->u.ready.node, 2);
+		break;
+	case NODE_MSG_VQ_START:
+	case NODE_MSG_VQ_MSIX:
+	case NODE_MSG_VQ_KICK:
+	case NODE_MSG_VQ_RESET:
+	case NODE_MSG_VQ_RESET_DONE:
+	case NODE_MSG_VQ_IRQ:
+	case NODE_MSG_VQ_FAIL:
+		put_vq(&w, m->type, &m->u.vq);
 		break;
 	default:
 		return -EINVAL;
@@ -181,6 +268,14 @@ static const char *decode_body(uint16_t type, struct rd *r, struct node_msg *m)
 	case NODE_MSG_READY:
 		m->u.ready.node = (uint16_t)get(r, 2);
 		return NULL;
+	case NODE_MSG_VQ_START:
+	case NODE_MSG_VQ_MSIX:
+	case NODE_MSG_VQ_KICK:
+	case NODE_MSG_VQ_RESET:
+	case NODE_MSG_VQ_RESET_DONE:
+	case NODE_MSG_VQ_IRQ:
+	case NODE_MSG_VQ_FAIL:
+		return get_vq(r, type, &m->u.vq);
 	default:
 		return "unknown message type";
 	}

@@ -27,10 +27,46 @@ enum node_msg_type {
 	NODE_MSG_EVENT,           /* machine event: poweroff, reset, error... */
 	NODE_MSG_CLOCK,           /* the guest's kvmclock, from node 0 */
 	NODE_MSG_READY,           /* a node finished set-up */
+	/* Virtqueues served by the node of their vCPU (docs/cluster.md, "Disk queues"). */
+	NODE_MSG_VQ_START,        /* I/O node -> server: a queue's rings, features, MSI-X route */
+	NODE_MSG_VQ_MSIX,         /* I/O node -> server: the queue's MSI-X route changed */
+	NODE_MSG_VQ_KICK,         /* I/O node -> server: the driver notified the queue there */
+	NODE_MSG_VQ_RESET,        /* I/O node -> server: the device is reset; stop its queues */
+	NODE_MSG_VQ_RESET_DONE,   /* server -> I/O node: stopped (seq matches) */
+	NODE_MSG_VQ_IRQ,          /* server -> I/O node: interrupt the I/O node must send */
+	NODE_MSG_VQ_FAIL,         /* server -> I/O node: the guest broke the queue */
 	NODE_MSG_TYPE_END,
 };
 
 #define NODE_MSG_TEXT_MAX 200
+
+/* Bounds a decoder checks (a device has at most this many queues, a machine disks). */
+#define NODE_MSG_VQ_MAX_DISKS  64
+#define NODE_MSG_VQ_MAX_QUEUES 127
+#define NODE_MSG_VQ_NO_VECTOR  0xffff
+#define NODE_MSG_VQ_MSIX_MAX_VECTOR 127
+/* vq.msix_flags */
+#define NODE_MSG_VQ_MSIX_DIRECT 1u   /* the server may send the MSI itself (unmasked, enabled) */
+
+/*
+ * One virtqueue served on another node. Which fields travel depends on the
+ * type: disk everywhere; queue except in RESET/RESET_DONE; seq in
+ * RESET/RESET_DONE; everything in START; the route (msix_*) in START and
+ * MSIX.
+ */
+struct node_msg_vq {
+	uint8_t disk;
+	uint16_t queue;
+	uint32_t seq;
+	uint16_t size;                /* power of two, 1..32768 */
+	uint16_t vector;              /* MSI-X vector of the queue, or NO_VECTOR */
+	uint64_t features;            /* negotiated; VERSION_1 set */
+	uint64_t notify_gpa;          /* where the driver writes to notify this queue */
+	uint64_t desc, driver, device;
+	uint64_t msix_addr;
+	uint32_t msix_data;
+	uint8_t msix_flags;
+};
 
 struct node_msg {
 	uint16_t type;
@@ -42,6 +78,7 @@ struct node_msg {
 		struct { uint8_t event; char text[NODE_MSG_TEXT_MAX + 1]; } event;
 		struct { uint64_t clock_ns; uint64_t realtime_ns; } clock;
 		struct { uint16_t node; } ready;
+		struct node_msg_vq vq;            /* NODE_MSG_VQ_* */
 	} u;
 };
 

@@ -274,6 +274,29 @@ bool pci_msix_notify(struct pci_msix *x, unsigned v)
 	return true;
 }
 
+bool pci_msix_route(struct pci_msix *x, unsigned v, uint64_t *addr, uint32_t *data)
+{
+	bool ok;
+
+	*addr = 0;
+	*data = 0;
+	pthread_mutex_lock(&x->lock);
+	ok = v < x->nr;
+	if (ok) {
+		*addr = x->table[v][0] | (uint64_t)x->table[v][1] << 32;
+		*data = x->table[v][2];
+		ok = x->enabled && !x->func_masked && !entry_masked(x, v);
+	}
+	pthread_mutex_unlock(&x->lock);
+	return ok;
+}
+
+static void msix_changed(struct pci_msix *x)
+{
+	if (x->changed)
+		x->changed(x->changed_ctx);
+}
+
 bool pci_msix_enabled(struct pci_msix *x)
 {
 	bool e;
@@ -330,6 +353,7 @@ static void msix_bar_write(void *opaque, uint64_t off, unsigned len, uint64_t da
 	msix_flush_pending(x, &ob);
 	pthread_mutex_unlock(&x->lock);
 	msix_send(x, &ob);
+	msix_changed(x);
 }
 
 /* Message control was written (bus lock held). */
@@ -345,6 +369,7 @@ static void msix_ctrl_written(struct pci_msix *x)
 	msix_flush_pending(x, &ob);
 	pthread_mutex_unlock(&x->lock);
 	msix_send(x, &ob);
+	msix_changed(x);
 }
 
 int pci_msix_init(struct pci_msix *x, struct pci_device *d, unsigned nr, unsigned bar)

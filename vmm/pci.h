@@ -119,6 +119,13 @@ struct pci_msix {
 	bool enabled;
 	bool func_masked;
 	uint64_t sent;        /* statistics: messages delivered */
+	/*
+	 * Called (without x->lock; maybe with the bus lock) after the guest
+	 * wrote the table or the message control: a device whose queues are
+	 * served on another node passes the new routes on.
+	 */
+	void (*changed)(void *ctx);
+	void *changed_ctx;
 };
 
 /*
@@ -253,5 +260,11 @@ bool pci_msix_notify(struct pci_msix *x, unsigned v);
  * mode a device cannot send (SMI, SIPI, ExtINT, reserved).
  */
 bool pci_msi_to_apic(uint64_t addr, uint32_t data, struct apic_msg *msg);
+/*
+ * Vector v's message (address, data) into addr and data, and whether it may
+ * be sent now: MSI-X enabled, function and entry unmasked. False with
+ * zeros for a vector outside the table.
+ */
+bool pci_msix_route(struct pci_msix *x, unsigned v, uint64_t *addr, uint32_t *data);
 
 #endif

@@ -485,13 +485,16 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	}
 	p.queue_threads = VIRTIO_BLK_QUEUE_THREADS;
 	p.loop = b->async ? &blk_loop : NULL;
+	p.remote = o->remote;
+	p.replica = o->replica;
+	p.remote_ctx = o->remote_ctx;
 	if (virtio_pci_init(&b->vp, &p, err, errlen)) {
 		destroy_rings(b);
 		blockdev_close(b->bd);
 		free(b);
 		return -1;
 	}
-	rc = pci_bus_add(bus, &b->vp.pci, 0);
+	rc = bus ? pci_bus_add(bus, &b->vp.pci, 0) : 0;
 	if (rc < 0) {
 		snprintf(err, errlen, "virtio-blk %s: no room on the PCI bus: %s", b->name,
 			 strerror(-rc));

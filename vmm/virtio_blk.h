@@ -84,6 +84,14 @@ struct virtio_blk_opts {
 	const struct guest_mem *mem;
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
+	/*
+	 * In a cluster (docs/cluster.md, "Disk queues"): the I/O node's device
+	 * has remote ops for the queues other nodes serve; a serving node's
+	 * replica (created with bus NULL) has replica ops.
+	 */
+	const struct virtio_remote_ops *remote;
+	const struct virtio_replica_ops *replica;
+	void *remote_ctx;
 };
 
 struct virtio_blk_stats {
@@ -106,7 +114,8 @@ struct virtio_blk {
 };
 
 /*
- * Creates the device and puts it on the bus (first free slot). On error
+ * Creates the device and puts it on the bus (first free slot; a replica,
+ * bus NULL, is on none). On error
  * returns -1 with a message in err; the blockdev is closed either way on
  * failure.
  */

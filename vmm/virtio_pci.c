@@ -66,6 +66,19 @@ static void irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 
 void virtio_pci_queue_irq(struct virtio_pci *vp, unsigned q)
 {
+	if (vp->p.replica) {
+		struct virtio_msix_route r;
+
+		/* Straight to the LAPICs when the vector may fire, else by the I/O node. */
+		pthread_mutex_lock(&vp->route_lock);
+		r = vp->queues[q].route;
+		pthread_mutex_unlock(&vp->route_lock);
+		if (r.direct)
+			vp->p.replica->msi(vp->p.remote_ctx, q, r.addr, r.data);
+		else
+			vp->p.replica->irq(vp->p.remote_ctx, q);
+		return;
+	}
 	irq(vp, __atomic_load_n(&vp->queues[q].msix_vector, __ATOMIC_ACQUIRE), 1);
 }
 
@@ -88,6 +101,11 @@ void virtio_pci_fail(struct virtio_pci *vp, const char *fmt, ...)
 	if (old & VIRTIO_STATUS_NEEDS_RESET)
 		return;
 	vlog(vp, "%s; the device needs a reset", why);
+	/* A replica has no registers: the I/O node tells the driver. */
+	if (vp->p.replica) {
+		vp->p.replica->fail(vp->p.remote_ctx, why);
+		return;
+	}
 	/* Only a driver that is running can be told (2.1.2). */
 	if (old & VIRTIO_STATUS_DRIVER_OK)
 		virtio_pci_config_changed(vp);
@@ -293,8 +311,24 @@ static void wait_idle(struct virtio_pci_queue *q)
 
 /* ---- registers ---- */
 
+static bool any_remote_started(struct virtio_pci *vp)
+{
+	for (unsigned i = 0; i < vp->p.nr_queues; i++)
+		if (vp->queues[i].remote_started)
+			return true;
+	return false;
+}
+
 static void reset_device(struct virtio_pci *vp)
 {
+	/* Other nodes stop serving first: no ring is touched after the reset. */
+	if (any_remote_started(vp)) {
+		vp->p.remote->reset(vp->p.remote_ctx);
+		for (unsigned i = 0; i < vp->p.nr_queues; i++) {
+			vp->queues[i].remote_started = false;
+			__atomic_store_n(&vp->queues[i].remote, false, __ATOMIC_RELEASE);
+		}
+	}
 	/* Workers finish what they are doing; then the device forgets everything. */
 	for (unsigned i = 0; i < vp->p.nr_queues; i++) {
 		pthread_mutex_lock(&vp->queues[i].run_lock);
@@ -311,6 +345,7 @@ static void reset_device(struct virtio_pci *vp)
 		__atomic_store_n(&q->msix_vector, PCI_MSIX_NO_VECTOR, __ATOMIC_RELEASE);
 		q->enabled = false;
 		q->desc = q->driver = q->device = 0;
+		q->route = (struct virtio_msix_route){ 0 };
 	}
 	vp->dfselect = vp->gfselect = 0;
 	vp->guest_features = 0;
@@ -323,6 +358,65 @@ static void reset_device(struct virtio_pci *vp)
 	pthread_mutex_unlock(&vp->isr_lock);
 	for (unsigned i = 0; i < vp->p.nr_queues; i++)
 		pthread_mutex_unlock(&vp->queues[i].run_lock);
+}
+
+/* vp->lock held: where queue q's interrupt goes now. */
+static struct virtio_msix_route current_route(struct virtio_pci *vp, struct virtio_pci_queue *q)
+{
+	struct virtio_msix_route r = { 0 };
+	uint16_t v = __atomic_load_n(&q->msix_vector, __ATOMIC_ACQUIRE);
+
+	if (v != PCI_MSIX_NO_VECTOR)
+		r.direct = pci_msix_route(&vp->msix, v, &r.addr, &r.data);
+	return r;
+}
+
+/* vp->lock held: the queue's server learns a changed route (only a change is sent). */
+static void sync_route(struct virtio_pci *vp, struct virtio_pci_queue *q)
+{
+	struct virtio_msix_route r;
+
+	if (!q->remote_started)
+		return;
+	r = current_route(vp, q);
+	if (!memcmp(&r, &q->route, sizeof(r)))
+		return;
+	q->route = r;
+	vp->p.remote->route(vp->p.remote_ctx, q->index, &r);
+}
+
+/* The guest wrote the MSI-X table or its control: the servers' routes follow. */
+static void msix_changed(void *ctx)
+{
+	struct virtio_pci *vp = ctx;
+
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned i = 0; i < vp->p.nr_queues; i++)
+		sync_route(vp, &vp->queues[i]);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+/* vp->lock held, DRIVER_OK: queue q's node starts serving it, if it is not this one. */
+static bool start_remote(struct virtio_pci *vp, struct virtio_pci_queue *q)
+{
+	struct virtio_queue_state st = {
+		.size = q->size,
+		.vector = __atomic_load_n(&q->msix_vector, __ATOMIC_ACQUIRE),
+		.features = vp->guest_features,
+		/* The guest does not move the BAR while its driver runs. */
+		.notify_gpa = vp->pci.bar[VIRTIO_PCI_BAR].addr + VIRTIO_PCI_NOTIFY_OFF +
+			      (uint64_t)q->index * VIRTIO_PCI_NOTIFY_MULT,
+		.desc = q->desc, .driver = q->driver, .device = q->device,
+	};
+
+	st.route = current_route(vp, q);
+	if (!vp->p.remote->place(vp->p.remote_ctx, q->index, &st.route))
+		return false;
+	q->route = st.route;
+	q->remote_started = true;
+	__atomic_store_n(&q->remote, true, __ATOMIC_RELEASE);
+	vp->p.remote->start(vp->p.remote_ctx, q->index, &st);
+	return true;
 }
 
 static bool features_ok(struct virtio_pci *vp)
@@ -351,11 +445,16 @@ static void write_status(struct virtio_pci *vp, uint8_t val)
 		val &= (uint8_t)~VIRTIO_STATUS_DRIVER_OK;
 	val |= old & VIRTIO_STATUS_NEEDS_RESET;
 	__atomic_store_n(&vp->status, val, __ATOMIC_RELEASE);
-	/* Anything queued before DRIVER_OK is served now. */
+	/* Anything queued before DRIVER_OK is served now, here or by the queue's node. */
 	if ((val & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK))
-		for (unsigned i = 0; i < vp->p.nr_queues; i++)
-			if (vp->queues[i].enabled)
-				kick(&vp->queues[i]);
+		for (unsigned i = 0; i < vp->p.nr_queues; i++) {
+			struct virtio_pci_queue *q = &vp->queues[i];
+
+			if (!q->enabled)
+				continue;
+			if (!vp->p.remote || !start_remote(vp, q))
+				kick(q);
+		}
 }
 
 static uint16_t valid_vector(struct virtio_pci *vp, uint16_t v)
@@ -487,9 +586,11 @@ static void common_write(struct virtio_pci *vp, uint64_t off, unsigned len, uint
 				q->size = (uint16_t)v;
 			break;
 		case VIRTIO_PCI_COMMON_Q_MSIX:
-			if (q)
+			if (q) {
 				__atomic_store_n(&q->msix_vector, valid_vector(vp, (uint16_t)v),
 						 __ATOMIC_RELEASE);
+				sync_route(vp, q);
+			}
 			break;
 		case VIRTIO_PCI_COMMON_Q_DESC:
 			if (q && !q->enabled)
@@ -576,7 +677,9 @@ static void bar_write(void *opaque, uint64_t off, unsigned len, uint64_t data)
 		/* queue_notify_off is the queue index, times the multiplier. */
 		uint64_t qi = (off - VIRTIO_PCI_NOTIFY_OFF) / VIRTIO_PCI_NOTIFY_MULT;
 
-		if (qi < vp->p.nr_queues)
+		if (qi < vp->p.nr_queues && __atomic_load_n(&vp->queues[qi].remote, __ATOMIC_ACQUIRE))
+			vp->p.remote->kick(vp->p.remote_ctx, (unsigned)qi);
+		else if (qi < vp->p.nr_queues)
 			kick(&vp->queues[qi]);
 	}
 }
@@ -705,6 +808,14 @@ static void stop_workers(struct virtio_pci *vp)
 	}
 }
 
+/* A queue loop owns its queue alone; condition-variable workers may be many. */
+static unsigned workers_per_queue(const struct virtio_pci *vp)
+{
+	unsigned n = vp->p.loop ? 1 : vp->p.queue_threads ? vp->p.queue_threads : 1;
+
+	return n < VIRTIO_PCI_MAX_QUEUE_THREADS ? n : VIRTIO_PCI_MAX_QUEUE_THREADS;
+}
+
 static int start_workers(struct virtio_pci *vp, struct virtio_pci_queue *q, unsigned n,
 			 char *err, size_t errlen)
 {
@@ -741,12 +852,14 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 	vp->p = *p;
 	if (!p->nr_queues || p->nr_queues > VIRTIO_PCI_MAX_QUEUES || !p->queue_size ||
 	    (p->queue_size & (p->queue_size - 1)) || p->queue_size > VIRTQ_MAX_SIZE ||
-	    p->config_size > VIRTIO_PCI_DEVICE_MAX || !p->ops || !p->ops->process) {
+	    p->config_size > VIRTIO_PCI_DEVICE_MAX || !p->ops || !p->ops->process ||
+	    (p->remote && p->replica)) {
 		snprintf(err, errlen, "%s: bad virtio device parameters", p->name);
 		return -1;
 	}
 	pthread_mutex_init(&vp->lock, NULL);
 	pthread_mutex_init(&vp->isr_lock, NULL);
+	pthread_mutex_init(&vp->route_lock, NULL);
 	vp->config_msix_vector = PCI_MSIX_NO_VECTOR;
 	pci_device_init(d, p->name, VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_BASE + p->device_type,
 			p->class_code, 1, VIRTIO_PCI_VENDOR, VIRTIO_PCI_SUBSYS_ID);
@@ -759,6 +872,10 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		rc = pci_msix_init(&vp->msix, d, p->nr_queues + 1, VIRTIO_PCI_MSIX_BAR);
 	if (!rc)
 		rc = add_caps(vp);
+	if (!rc && p->remote) {
+		vp->msix.changed = msix_changed;
+		vp->msix.changed_ctx = vp;
+	}
 	if (rc) {
 		snprintf(err, errlen, "%s: cannot lay out the PCI function: %s", p->name,
 			 strerror(-rc));
@@ -783,11 +900,9 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_pci_params *p,
 		pthread_cond_init(&q->kick_cond, NULL);
 		pthread_cond_init(&q->idle_cond, NULL);
 	}
-	for (unsigned i = 0; i < p->nr_queues; i++) {
-		unsigned n = p->loop ? 1 : p->queue_threads ? p->queue_threads : 1;
-
-		if (start_workers(vp, &vp->queues[i], n < VIRTIO_PCI_MAX_QUEUE_THREADS ? n :
-				  VIRTIO_PCI_MAX_QUEUE_THREADS, err, errlen)) {
+	/* A replica starts a queue's workers when it is asked to serve it. */
+	for (unsigned i = 0; i < p->nr_queues && !p->replica; i++) {
+		if (start_workers(vp, &vp->queues[i], workers_per_queue(vp), err, errlen)) {
 			virtio_pci_destroy(vp);
 			return -1;
 		}
@@ -819,7 +934,80 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	free(vp->queues);
 	vp->queues = NULL;
 	pci_msix_destroy(&vp->msix);
+	pthread_mutex_destroy(&vp->route_lock);
 	pthread_mutex_destroy(&vp->isr_lock);
 	pthread_mutex_destroy(&vp->lock);
 	vp->p.ops = NULL;
+}
+
+/* ---- replica: queues of a device whose registers live on another node ---- */
+
+int virtio_pci_replica_start(struct virtio_pci *vp, unsigned q, const struct virtio_queue_state *st,
+			     char *err, size_t errlen)
+{
+	struct virtio_pci_queue *vq;
+	int rc = 0;
+
+	if (!vp->p.replica || q >= vp->p.nr_queues) {
+		snprintf(err, errlen, "%s: no queue %u here", vp->p.name, q);
+		return -1;
+	}
+	vq = &vp->queues[q];
+	pthread_mutex_lock(&vp->lock);
+	if (!vq->nr_workers &&
+	    start_workers(vp, vq, workers_per_queue(vp), err, errlen)) {
+		pthread_mutex_unlock(&vp->lock);
+		return -1;
+	}
+	if (vq->enabled) {
+		/* Started twice without a reset: the I/O node lost track; keep the first. */
+		pthread_mutex_unlock(&vp->lock);
+		kick(vq);
+		return 0;
+	}
+	vp->guest_features = st->features;
+	vq->size = st->size;
+	vq->desc = st->desc;
+	vq->driver = st->driver;
+	vq->device = st->device;
+	__atomic_store_n(&vq->msix_vector, st->vector, __ATOMIC_RELEASE);
+	virtio_pci_replica_route(vp, q, &st->route);
+	pthread_mutex_lock(&vq->run_lock);
+	rc = virtq_enable(&vq->vq, vp->p.mem, vq->size, vq->desc, vq->driver, vq->device,
+			  vp->guest_features);
+	pthread_mutex_unlock(&vq->run_lock);
+	if (rc) {
+		snprintf(err, errlen, "%s: queue %u: %s", vp->p.name, q, vq->vq.why);
+		pthread_mutex_unlock(&vp->lock);
+		return -1;
+	}
+	vq->enabled = true;
+	__atomic_store_n(&vp->status, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+			 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vp->lock);
+	/* The driver may have queued requests before we got here. */
+	kick(vq);
+	return 0;
+}
+
+void virtio_pci_replica_route(struct virtio_pci *vp, unsigned q, const struct virtio_msix_route *r)
+{
+	if (q >= vp->p.nr_queues)
+		return;
+	pthread_mutex_lock(&vp->route_lock);
+	vp->queues[q].route = *r;
+	pthread_mutex_unlock(&vp->route_lock);
+}
+
+void virtio_pci_replica_kick(struct virtio_pci *vp, unsigned q)
+{
+	if (q < vp->p.nr_queues)
+		kick(&vp->queues[q]);
+}
+
+void virtio_pci_replica_reset(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	reset_device(vp);
+	pthread_mutex_unlock(&vp->lock);
 }

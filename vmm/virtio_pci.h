@@ -90,6 +90,51 @@
 /* process() took the chain and completes it later with virtio_pci_complete(). */
 #define VIRTIO_PCI_DEFERRED (-2)
 
+/*
+ * Queues served by another node (docs/cluster.md, "Disk queues"). The
+ * device's registers stay on the I/O node; a queue whose vCPU runs on
+ * another node is served there by a replica of the device, which needs the
+ * queue's rings, the negotiated features and where its interrupt goes.
+ */
+struct virtio_msix_route {
+	uint64_t addr;
+	uint32_t data;
+	bool direct;     /* MSI-X on, vector and function unmasked: the server sends it */
+};
+
+struct virtio_queue_state {
+	uint16_t size;
+	uint16_t vector;
+	uint64_t features;
+	uint64_t notify_gpa;         /* the queue's notify register in guest physical space */
+	uint64_t desc, driver, device;
+	struct virtio_msix_route route;
+};
+
+/* I/O node: the transport tells the queue's server what the driver did. */
+struct virtio_remote_ops {
+	/*
+	 * DRIVER_OK with the queue enabled: does another node serve queue q?
+	 * The route says which CPU the guest wants its completions on, which
+	 * is the CPU its block layer submits from (blk-mq maps queues by their
+	 * interrupts' affinity). True: start follows.
+	 */
+	bool (*place)(void *ctx, unsigned q, const struct virtio_msix_route *r);
+	/* The server starts serving it. */
+	void (*start)(void *ctx, unsigned q, const struct virtio_queue_state *st);
+	void (*route)(void *ctx, unsigned q, const struct virtio_msix_route *r);
+	void (*kick)(void *ctx, unsigned q);         /* a notify that reached the I/O node */
+	/* Device reset: returns once no other node touches the device's rings. */
+	void (*reset)(void *ctx);
+};
+
+/* Serving node: how a replica's queues interrupt and fail. */
+struct virtio_replica_ops {
+	void (*msi)(void *ctx, unsigned q, uint64_t addr, uint32_t data);
+	void (*irq)(void *ctx, unsigned q);          /* not direct: the I/O node sends it */
+	void (*fail)(void *ctx, const char *why);    /* DEVICE_NEEDS_RESET, on the I/O node */
+};
+
 /* What a device model gives the transport. */
 struct virtio_dev_ops {
 	/*
@@ -145,6 +190,10 @@ struct virtio_pci_params {
 	void *log_ctx;
 	unsigned queue_threads;      /* workers per queue, 0 = 1, at most the max below */
 	const struct virtio_queue_loop *loop;   /* NULL: condition variables (queue_threads) */
+	/* At most one of these (NULL both: every queue is served here). */
+	const struct virtio_remote_ops *remote;    /* I/O node of a cluster */
+	const struct virtio_replica_ops *replica;  /* a replica: no registers, no bus */
+	void *remote_ctx;
 };
 
 #define VIRTIO_PCI_MAX_QUEUE_THREADS 16
@@ -185,6 +234,11 @@ struct virtio_pci_queue {
 	pthread_cond_t idle_cond;    /* busy dropped to 0 (with run_lock) */
 	uint64_t kicks;              /* statistics (survive device resets) */
 	uint64_t requests;
+	/* I/O node: another node serves the queue now (set at DRIVER_OK, cleared by a reset). */
+	bool remote;                 /* atomic: the notify path reads it */
+	bool remote_started;         /* under vp->lock */
+	/* Remote: the route last sent (vp->lock). Replica: the route in use (route_lock). */
+	struct virtio_msix_route route;
 };
 
 struct virtio_pci {
@@ -202,6 +256,7 @@ struct virtio_pci {
 	pthread_mutex_t isr_lock;    /* ISR and the INTx line move together */
 	uint8_t isr;
 	uint8_t pcicfg_cap;          /* config offset of the PCI_CFG capability */
+	pthread_mutex_t route_lock;  /* replica: the queues' routes */
 };
 
 /*
@@ -236,5 +291,17 @@ void virtio_pci_fail(struct virtio_pci *vp, const char *fmt, ...)
 void virtio_pci_complete(struct virtio_pci *vp, unsigned queue, uint16_t head, uint32_t written);
 /* Interrupt for queue q (used by the workers; exposed for tests). */
 void virtio_pci_queue_irq(struct virtio_pci *vp, unsigned q);
+
+/*
+ * Replica side (params.replica): serve queue q from the state the I/O node
+ * sent (starts its workers the first time). Returns 0, or -1 with a reason
+ * (the ring addresses do not fit RAM, no thread).
+ */
+int virtio_pci_replica_start(struct virtio_pci *vp, unsigned q, const struct virtio_queue_state *st,
+			     char *err, size_t errlen);
+void virtio_pci_replica_route(struct virtio_pci *vp, unsigned q, const struct virtio_msix_route *r);
+void virtio_pci_replica_kick(struct virtio_pci *vp, unsigned q);
+/* The device was reset on the I/O node: returns once no worker touches a ring. */
+void virtio_pci_replica_reset(struct virtio_pci *vp);
 
 #endif

@@ -29,6 +29,10 @@ struct volume_host {
 	/* Stores this node holds, until a volume or the server takes them. */
 	struct blockdev *local[VM_MAX_VOLUMES][VM_MAX_STORES];
 	unsigned nr_local;
+	/* The I/O node's disks, served to the nodes that serve their queues. */
+	struct blockdev *disk_bd[VM_MAX_DISKS];
+	char disk_name[VM_MAX_DISKS][STORE_MSG_NAME_MAX + 1];
+	unsigned nr_disks;
 	struct store_server *srv;
 	struct store_client *cli;
 	/* The store protocol as the server and client see it. */
@@ -157,6 +161,36 @@ bool volume_host_serves(const struct volume_host *vh)
 	return vh && vh->nr_local && vh->c.self != vh->c.io_node;
 }
 
+int volume_host_export_disk(struct volume_host *vh, const char *target, struct blockdev *bd,
+			    char *err, size_t errlen)
+{
+	char name[STORE_MSG_NAME_MAX + 1];
+	int n = snprintf(name, sizeof(name), "disk/%s", target);
+
+	if (n < 0 || (size_t)n >= sizeof(name) || !store_msg_name_ok(name, (size_t)n) ||
+	    vh->nr_disks == VM_MAX_DISKS) {
+		snprintf(err, errlen, "disk %s: cannot be served to other nodes (name or count)",
+			 target);
+		return -1;
+	}
+	memcpy(vh->disk_name[vh->nr_disks], name, (size_t)n + 1);
+	vh->disk_bd[vh->nr_disks++] = bd;
+	return 0;
+}
+
+int volume_host_open_disk(struct volume_host *vh, unsigned io_node, const char *target,
+			  struct blockdev **out, char *err, size_t errlen)
+{
+	char name[STORE_MSG_NAME_MAX + 1];
+
+	snprintf(name, sizeof(name), "disk/%s", target);
+	if (!vh->cli) {
+		snprintf(err, errlen, "no fabric");
+		return -1;
+	}
+	return store_client_open(vh->cli, io_node, name, out, err, errlen) ? -1 : 0;
+}
+
 static void store_name(char *buf, size_t len, const struct vm_volume *v, unsigned s)
 {
 	snprintf(buf, len, "%s/%u", v->name, s);
@@ -165,25 +199,33 @@ static void store_name(char *buf, size_t len, const struct vm_volume *v, unsigne
 int volume_host_set_transport(struct volume_host *vh, store_send_fn send, void *ctx,
 			      char *err, size_t errlen)
 {
-	struct store_server_config sc = { .send = send_cb, .log = log_cb, .ctx = vh };
+	/* Disk queues on other nodes put the guest's whole disk traffic through this server. */
+	struct store_server_config sc = { .send = send_cb, .log = log_cb, .ctx = vh,
+					  .workers = vh->nr_disks ? 4 : 0 };
 	struct store_client_config cc = { .send = send_cb, .log = log_cb, .ctx = vh };
 	char why[256], name[STORE_MSG_NAME_MAX];
 
 	vh->send = send;
 	vh->send_ctx = ctx;
-	if (vh->c.self == vh->c.io_node) {
-		if (store_client_create(&vh->cli, &cc, why, sizeof(why))) {
-			snprintf(err, errlen, "volume stores: %s", why);
-			return -1;
-		}
-		return 0;
+	/*
+	 * Every node of a cluster has a client: the I/O node for the volumes'
+	 * remote stores, the others for the disks whose queues they serve.
+	 */
+	if (store_client_create(&vh->cli, &cc, why, sizeof(why))) {
+		snprintf(err, errlen, "volume stores: %s", why);
+		return -1;
 	}
-	if (!vh->nr_local)
+	if (vh->c.self == vh->c.io_node ? !vh->nr_disks : !vh->nr_local)
 		return 0;
 	if (store_server_create(&vh->srv, &sc, why, sizeof(why))) {
 		snprintf(err, errlen, "volume stores: %s", why);
 		return -1;
 	}
+	for (unsigned i = 0; i < vh->nr_disks; i++)
+		if (store_server_export(vh->srv, vh->disk_name[i], vh->disk_bd[i])) {
+			snprintf(err, errlen, "cannot serve %s to other nodes", vh->disk_name[i]);
+			return -1;
+		}
 	for (unsigned vi = 0; vi < vh->c.cfg->nr_volumes; vi++) {
 		const struct vm_volume *v = &vh->c.cfg->volumes[vi];
 

@@ -38,6 +38,16 @@ struct volume_host_config {
 
 int volume_host_create(struct volume_host **out, const struct volume_host_config *c,
 		       char *err, size_t errlen);
+/*
+ * I/O node of a cluster: serve disk 'target' (its blockdev, which the disk
+ * keeps owning) to the nodes that serve some of its queues (docs/volume.md,
+ * "Queues on several nodes"). Before set_transport.
+ */
+int volume_host_export_disk(struct volume_host *vh, const char *target, struct blockdev *bd,
+			    char *err, size_t errlen);
+/* Serving node: disk 'target' of node io_node, as a remote store (fabric up). */
+int volume_host_open_disk(struct volume_host *vh, unsigned io_node, const char *target,
+			  struct blockdev **out, char *err, size_t errlen);
 /* Does this node hold a store of some volume that it serves to the I/O node? */
 bool volume_host_serves(const struct volume_host *vh);
 /* The fabric: send wraps fabric_sendv; exports this node's stores. */
