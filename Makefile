@@ -121,7 +121,7 @@ guest: all
 
 # Everything that boots a guest runs inside the lab (docs/testing.md).
 system-check: all guest
-	ci/lab --cpus 1 --timeout 3000 -- python3 -m pytest -q --durations=15 -m "not slow" tests/
+	ci/system-check
 
 # Long runs kept out of make check: the system tests marked slow (4 DSM
 # nodes in the lab) and a long dsm-stress with tiny caches and bursts.
