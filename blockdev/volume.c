@@ -47,6 +47,12 @@ static void set_failed_locked(struct volume *vol, struct vol_replica *r, const c
 {
 	__atomic_store_n(&r->state, VOLUME_REPLICA_FAILED, __ATOMIC_RELEASE);
 	vol_log(vol, "%s failed (%s): degraded", r->name, why);
+	/*
+	 * Before the round publishes the generation that makes its copies
+	 * stale, and before any write that missed them completes (those wait
+	 * for state_lock in confirm_generation): no node reads them after.
+	 */
+	vol_revoke_store(vol, r->idx);
 }
 
 uint64_t vol_count_unavailable_locked(struct volume *vol)
@@ -189,6 +195,7 @@ void volume_close(struct volume *vol)
 	if (!vol)
 		return;
 	vol_maint_stop(vol);
+	volume_set_leases(vol, NULL);
 	vol_flush_all(vol);
 	pthread_mutex_lock(&vol->state_lock);
 	clear_intent_locked(vol);

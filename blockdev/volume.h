@@ -125,4 +125,15 @@ int volume_replica_reattach(struct volume *vol, unsigned idx, struct blockdev *b
 
 void volume_stats(struct volume *vol, struct volume_stats *st);
 
+/*
+ * Lets serving nodes read their own stores' copies under read leases
+ * (blockdev/lease_coord.h, docs/volume.md "Read leases"): from now on lc
+ * grants only leases on current copies, and the volume revokes them (and
+ * waits for the holders) before a store fails, before a resync touches a
+ * copy, and before a write that skips a copy completes. NULL detaches;
+ * volume_close detaches too. lc must outlive the volume.
+ */
+struct lease_coord;
+void volume_set_leases(struct volume *vol, struct lease_coord *lc);
+
 #endif

@@ -12,6 +12,7 @@
  *   volume_resync.c  judging and copying a returning store's copies
  *   volume_intent.c  clearing idle chunks' write intent
  *   volume_maint.c   the maintenance thread that runs the three above
+ *   volume_lease.c   serving nodes' read leases: what is granted, revocations
  *
  * Lock order: attach_lock, a chunk stripe, then state_lock, then a
  * replica's `use` or `mlock` (`use` before `mlock` when both are held). Guest I/O holds its chunk's stripe shared;
@@ -99,6 +100,8 @@ struct volume {
 	bool maint_stop, maint_kick;
 	uint8_t *copy_buf;            /* maintenance thread's resync buffer */
 	size_t copy_len;
+
+	struct lease_coord *leases;   /* atomic; NULL: no serving node reads its own copies */
 };
 
 static inline bool vol_bit(const uint64_t *map, uint64_t i)
@@ -224,6 +227,15 @@ bool vol_resync_step(struct volume *vol);
 
 /* --- volume_intent.c --- */
 void vol_clear_idle_intent(struct volume *vol);
+
+/* --- volume_lease.c --- */
+/*
+ * Revoke serving nodes' read leases (and wait for their acknowledgements)
+ * on every copy of a store, or on the region of one chunk's copy: called
+ * before that copy stops being current or misses a write.
+ */
+void vol_revoke_store(struct volume *vol, unsigned store);
+void vol_revoke_chunk(struct volume *vol, unsigned store, uint64_t chunk);
 
 /* --- volume_maint.c --- */
 int vol_maint_start(struct volume *vol);

@@ -219,6 +219,28 @@ static unsigned confirm_generation(struct volume *vol, struct write_job *jobs, u
 	return ok;
 }
 
+/*
+ * A copy that did not take this write must not be read by a serving node
+ * once the write completes. It was already out of service or stale (its
+ * leases revoked then) or failed just now (vol_mark_failed revoked them);
+ * this covers any other way and waits for a revocation still under way.
+ */
+static void revoke_missed(struct volume *vol, uint64_t chunk, const struct write_job *jobs,
+			  unsigned n)
+{
+	const struct vlayout *l = &vol->lay;
+
+	for (unsigned k = 0; k < l->replicas; k++) {
+		unsigned s = vlayout_store(l, chunk, k);
+		bool took = false;
+
+		for (unsigned i = 0; i < n && !took; i++)
+			took = jobs[i].r->idx == s && !jobs[i].rc;
+		if (!took)
+			vol_revoke_chunk(vol, s, chunk);
+	}
+}
+
 /* For the intent cleaner: when the chunk was last written (monotonic max). */
 static void record_write(struct volume *vol, uint64_t chunk)
 {
@@ -263,6 +285,8 @@ static int write_piece(struct volume *vol, const struct piece *p)
 			vol_mark_failed(vol, w->r, "%s at %" PRIu64 ": %s", w->stage,
 					piece_offset(vol, p, w->r->idx), strerror(-w->rc));
 	}
+	if (ok < l->replicas)
+		revoke_missed(vol, p->chunk, jobs, n);
 	if (ok && ok < l->replicas)
 		ok = confirm_generation(vol, jobs, n);
 	if (ok)

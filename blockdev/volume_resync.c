@@ -99,6 +99,8 @@ static void judge_some(struct volume *vol, struct vol_replica *r)
 		uint64_t c = vlayout_chunk_at(&vol->lay, r->idx, slot);
 
 		pthread_rwlock_wrlock(vol_stripe(vol, c));
+		/* The copy is judged here: no node reads it under a lease meanwhile. */
+		vol_revoke_chunk(vol, r->idx, c);
 		if (vol_state(r) != VOLUME_REPLICA_RESYNCING) {
 			pthread_rwlock_unlock(vol_stripe(vol, c));
 			return;
@@ -248,6 +250,8 @@ static bool copy_next(struct volume *vol, struct vol_replica *r)
 			return false;
 		c = vlayout_chunk_at(&vol->lay, r->idx, slot);
 		pthread_rwlock_wrlock(vol_stripe(vol, c));
+		/* Stale, so not leased; but a revocation still under way must end first. */
+		vol_revoke_chunk(vol, r->idx, c);
 		rc = vol_state(r) != VOLUME_REPLICA_RESYNCING ? -ENODEV
 		     : vol_bit(r->stale, slot) ? copy_chunk(vol, r, slot) : 0;
 		pthread_rwlock_unlock(vol_stripe(vol, c));
