@@ -49,7 +49,8 @@ static const char *check(const struct lease_msg *m)
 	if (m->store >= LEASE_MAX_STORES)
 		return "store index out of range";
 	if (m->region > LEASE_MAX_REGION &&
-	    !(m->type == LEASE_MSG_REVOKE && m->region == LEASE_ALL_REGIONS))
+	    !((m->type == LEASE_MSG_REVOKE || m->type == LEASE_MSG_ACK) &&
+	      m->region == LEASE_ALL_REGIONS))
 		return "region out of range";
 	if (m->type == LEASE_MSG_GRANT ? m->status > LEASE_REFUSED : m->status != 0)
 		return "bad status";

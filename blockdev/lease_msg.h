@@ -21,7 +21,7 @@
  *   12 reserved u32    16 region u64     24 seq u64
  *
  * region is a chunk region index (< 2^40), or LEASE_ALL_REGIONS in a
- * REVOKE (every region of the store). seq is 0 in a REQUEST and >= 1
+ * REVOKE (every region of the store) and in its ACK. seq is 0 in a REQUEST and >= 1
  * otherwise: a GRANT's is the lease's, a REVOKE's names the revocation and
  * its ACK repeats it. Decoding refuses anything else.
  */
