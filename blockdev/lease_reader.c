@@ -52,6 +52,7 @@ struct lease_reader {
 	struct local_store st[LEASE_MAX_STORES];
 	struct owed_ack *owed;
 	struct lease_reader_stats stats; /* counters under lock, except the atomics below */
+	int refs;                     /* atomic: the blockdev's and the owner's */
 };
 
 static void lr_log(struct lease_reader *lr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -302,12 +303,22 @@ static uint64_t lr_size(struct blockdev *bd)
 	return lr_of(bd)->lay.size;
 }
 
+static void lr_free(struct lease_reader *lr);
+
+/* The blockdev and the owner each hold a reference: either may go first. */
+static void lr_put(struct lease_reader *lr)
+{
+	if (__atomic_sub_fetch(&lr->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		lr_free(lr);
+}
+
 static void lr_close(struct blockdev *bd)
 {
 	struct lease_reader *lr = lr_of(bd);
 
 	blockdev_close(lr->c.remote);
 	lr->c.remote = NULL;
+	lr_put(lr);
 }
 
 static const struct blockdev_ops lr_ops = {
@@ -472,11 +483,12 @@ int lease_reader_create(const struct lease_reader_config *cfg, struct lease_read
 	lr->bd = (struct blockdev){ .ops = &lr_ops, .block_size = cfg->remote->block_size,
 				    .read_only = cfg->remote->read_only,
 				    .discard = cfg->remote->discard };
+	lr->refs = 2;
 	*out = lr;
 	return 0;
 fail:
 	lr->c.remote = NULL;       /* the caller's on failure */
-	lease_reader_destroy(lr);
+	lr_free(lr);
 	return -1;
 }
 
@@ -502,9 +514,12 @@ void lease_reader_stats(struct lease_reader *lr, struct lease_reader_stats *st)
 
 void lease_reader_destroy(struct lease_reader *lr)
 {
-	if (!lr)
-		return;
-	blockdev_close(lr->c.remote);
+	if (lr)
+		lr_put(lr);
+}
+
+static void lr_free(struct lease_reader *lr)
+{
 	for (unsigned s = 0; s < LEASE_MAX_STORES; s++) {
 		free(lr->st[s].leased);
 		free(lr->st[s].asked);

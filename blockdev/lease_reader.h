@@ -18,9 +18,10 @@
  * when the coordinator has leased that copy to this node, to `remote`
  * otherwise (and a lease is asked for in the background).
  *
- * The reader outlives its blockdev: frames can arrive until the fabric is
- * gone, so the blockdev's close() only closes `remote`, and
- * lease_reader_destroy() frees the rest afterwards.
+ * Frames can arrive until the fabric is gone, which may be before or after
+ * the disk is closed: the blockdev's close() closes `remote`, and the
+ * reader is freed when both it and lease_reader_destroy() (called once no
+ * frame can be delivered) have been called, in either order.
  */
 struct lease_reader;
 
@@ -57,7 +58,7 @@ void lease_reader_receive(struct lease_reader *lr, unsigned src, uint16_t type,
 /* The coordinator's node died: every lease is dropped. */
 void lease_reader_peer_down(struct lease_reader *lr, unsigned node);
 void lease_reader_stats(struct lease_reader *lr, struct lease_reader_stats *st);
-/* After the blockdev was closed and the fabric is gone. */
+/* Once no frame can be delivered (the fabric is gone); the blockdev may still be open. */
 void lease_reader_destroy(struct lease_reader *lr);
 
 #endif

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "blockdev/file_store.h"
+#include "blockdev/lease_coord.h"
+#include "blockdev/lease_reader.h"
 #include "blockdev/store_client.h"
 #include "blockdev/store_server.h"
 #include "blockdev/volume_layout.h"
@@ -35,6 +37,14 @@ struct volume_host {
 	unsigned nr_disks;
 	struct store_server *srv;
 	struct store_client *cli;
+	/*
+	 * Read leases (docs/volume.md, "Read leases"), by volume index, which
+	 * is the id in their messages: the coordinator on the I/O node, the
+	 * reader on a serving node that holds a store. Set once (atomic), read
+	 * by the fabric thread, freed after the fabric.
+	 */
+	struct lease_coord *coord[VM_MAX_VOLUMES];
+	struct lease_reader *reader[VM_MAX_VOLUMES];
 	/* The store protocol as the server and client see it. */
 	store_send_fn send;
 	void *send_ctx;
@@ -178,17 +188,67 @@ int volume_host_export_disk(struct volume_host *vh, const char *target, struct b
 	return 0;
 }
 
+/* The volume a disk is on, or -1 for a file or block disk. */
+static int disk_volume(const struct volume_host *vh, const char *target)
+{
+	const struct vm_config *cfg = vh->c.cfg;
+
+	for (unsigned i = 0; i < cfg->nr_disks; i++)
+		if (cfg->disks[i].type == VM_DISK_VOLUME && !strcmp(cfg->disks[i].target, target)) {
+			const struct vm_volume *v = vm_config_volume(cfg, cfg->disks[i].volume);
+
+			return v ? (int)(v - cfg->volumes) : -1;
+		}
+	return -1;
+}
+
+/*
+ * A serving node that holds stores of the disk's volume reads them itself
+ * under read leases; everything else still goes to the I/O node (remote).
+ */
+static int wrap_reader(struct volume_host *vh, unsigned io_node, unsigned vi,
+		       struct blockdev **bd, char *err, size_t errlen)
+{
+	const struct vm_volume *v = &vh->c.cfg->volumes[vi];
+	struct lease_reader_config rc = {
+		.volume = vi, .size = v->size, .chunk_size = v->chunk, .stores = v->nr_stores,
+		.replicas = v->replicas, .remote = *bd, .coordinator = io_node,
+		.send = send_cb, .log = log_cb, .ctx = vh,
+	};
+	struct lease_reader *lr;
+	bool any = false;
+
+	for (unsigned s = 0; s < v->nr_stores; s++) {
+		rc.local[s] = vh->local[vi][s];
+		any |= rc.local[s] != NULL;
+	}
+	if (!any || __atomic_load_n(&vh->reader[vi], __ATOMIC_ACQUIRE))
+		return 0;
+	if (lease_reader_create(&rc, &lr, err, errlen))
+		return -1;
+	__atomic_store_n(&vh->reader[vi], lr, __ATOMIC_RELEASE);
+	*bd = lease_reader_blockdev(lr);
+	return 0;
+}
+
 int volume_host_open_disk(struct volume_host *vh, unsigned io_node, const char *target,
 			  struct blockdev **out, char *err, size_t errlen)
 {
 	char name[STORE_MSG_NAME_MAX + 1];
+	int vi = disk_volume(vh, target);
 
 	snprintf(name, sizeof(name), "disk/%s", target);
 	if (!vh->cli) {
 		snprintf(err, errlen, "no fabric");
 		return -1;
 	}
-	return store_client_open(vh->cli, io_node, name, out, err, errlen) ? -1 : 0;
+	if (store_client_open(vh->cli, io_node, name, out, err, errlen))
+		return -1;
+	if (vi >= 0 && wrap_reader(vh, io_node, (unsigned)vi, out, err, errlen)) {
+		blockdev_close(*out);
+		return -1;
+	}
+	return 0;
 }
 
 static void store_name(char *buf, size_t len, const struct vm_volume *v, unsigned s)
@@ -242,9 +302,36 @@ int volume_host_set_transport(struct volume_host *vh, store_send_fn send, void *
 	return 0;
 }
 
+/* A lease message, to the coordinator or the reader of the volume it names. */
+static void lease_receive(struct volume_host *vh, unsigned src, uint16_t type,
+			  const void *payload, size_t len)
+{
+	struct lease_msg m;
+	const char *why;
+	void *to = NULL;
+
+	if (!lease_msg_decode(type, payload, len, &m, &why)) {
+		why = "no such volume here";
+		if (m.volume < VM_MAX_VOLUMES)
+			to = lease_msg_to_coordinator(type)
+				? (void *)__atomic_load_n(&vh->coord[m.volume], __ATOMIC_ACQUIRE)
+				: (void *)__atomic_load_n(&vh->reader[m.volume], __ATOMIC_ACQUIRE);
+	}
+	if (!to)
+		vh_log(vh, "dropped a %s from node %u: %s", lease_msg_type_name(type), src, why);
+	else if (lease_msg_to_coordinator(type))
+		lease_coord_receive(to, src, type, payload, len);
+	else
+		lease_reader_receive(to, src, type, payload, len);
+}
+
 void volume_host_receive(struct volume_host *vh, unsigned src, uint16_t type, uint64_t req_id,
 			 const void *payload, size_t len)
 {
+	if (lease_msg_owns_type(type)) {
+		lease_receive(vh, src, type, payload, len);
+		return;
+	}
 	if (type == STORE_MSG_REPLY) {
 		if (vh->cli)
 			store_client_receive(vh->cli, src, type, req_id, payload, len);
@@ -265,6 +352,15 @@ void volume_host_peer_down(struct volume_host *vh, unsigned node)
 		store_client_peer_down(vh->cli, node);
 	if (vh->srv)
 		store_server_peer_down(vh->srv, node);
+	for (unsigned vi = 0; vi < VM_MAX_VOLUMES; vi++) {
+		struct lease_coord *lc = __atomic_load_n(&vh->coord[vi], __ATOMIC_ACQUIRE);
+		struct lease_reader *lr = __atomic_load_n(&vh->reader[vi], __ATOMIC_ACQUIRE);
+
+		if (lc)
+			lease_coord_peer_down(lc, node);
+		if (lr)
+			lease_reader_peer_down(lr, node);
+	}
 }
 
 static unsigned volume_index(const struct volume_host *vh, const struct vm_volume *v)
@@ -330,6 +426,43 @@ static int gather_stores(struct volume_host *vh, const struct vm_volume *v,
 	return 0;
 }
 
+/*
+ * I/O node: the volume coordinates the read leases of the nodes that hold
+ * its other stores (they read their own copies under them). Before the
+ * guest starts, so the first lease request finds it.
+ */
+static int start_leases(struct volume_host *vh, const struct vm_volume *v, struct volume *vol,
+			char *err, size_t errlen)
+{
+	unsigned vi = volume_index(vh, v);
+	struct lease_coord_config cc = { .volume = vi, .stores = v->nr_stores, .send = send_cb,
+					 .log = log_cb, .ctx = vh };
+	struct lease_coord *lc = __atomic_load_n(&vh->coord[vi], __ATOMIC_ACQUIRE);
+	struct volume_stats st;
+	bool any = false;
+
+	if (lc) {
+		/* Opened again: the same coordinator, bound to the new volume. */
+		volume_set_leases(vol, lc);
+		return 0;
+	}
+	volume_stats(vol, &st);
+	cc.chunks = st.chunks;
+	for (unsigned s = 0; s < v->nr_stores; s++) {
+		bool remote = v->stores[s].node != vh->c.self;
+
+		cc.holder[s] = remote ? v->stores[s].node : LEASE_NO_HOLDER;
+		any |= remote;
+	}
+	if (!any)
+		return 0;
+	if (lease_coord_create(&cc, &lc, err, errlen))
+		return -1;
+	__atomic_store_n(&vh->coord[vi], lc, __ATOMIC_RELEASE);
+	volume_set_leases(vol, lc);
+	return 0;
+}
+
 int volume_host_open(struct volume_host *vh, const struct vm_volume *v, struct volume **out,
 		     char *err, size_t errlen)
 {
@@ -362,6 +495,12 @@ int volume_host_open(struct volume_host *vh, const struct vm_volume *v, struct v
 			 why);
 		return -1;
 	}
+	if (start_leases(vh, v, *out, why, sizeof(why))) {
+		volume_close(*out);
+		*out = NULL;
+		snprintf(err, errlen, "volume %s: %s", v->name, why);
+		return -1;
+	}
 	return 0;
 }
 
@@ -382,7 +521,12 @@ void volume_host_destroy(struct volume_host *vh)
 		store_server_destroy(vh->srv);
 	if (vh->cli)
 		store_client_destroy(vh->cli);
-	/* The server only borrowed them. */
+	/* The fabric is gone: no lease message can arrive. Volumes are closed (detached). */
+	for (unsigned vi = 0; vi < VM_MAX_VOLUMES; vi++) {
+		lease_coord_destroy(vh->coord[vi]);
+		lease_reader_destroy(vh->reader[vi]);
+	}
+	/* The server and the readers only borrowed them. */
 	for (unsigned vi = 0; vi < VM_MAX_VOLUMES; vi++)
 		for (unsigned s = 0; s < VM_MAX_STORES; s++)
 			blockdev_close(vh->local[vi][s]);
