@@ -862,12 +862,51 @@ static void print_volumes(FILE *f, const struct control_node_report *r, unsigned
 	}
 }
 
+/* Read leases (docs/volume.md, "Read leases"): coordinators, then serving nodes' local reads. */
+static void print_read_leases(FILE *f, const struct control_node_report *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct json_object *a = jget(r[i].stats, "read_leases", NULL);
+		size_t na = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+
+		for (size_t k = 0; k < na; k++) {
+			struct json_object *v = json_object_array_get_idx(a, k);
+
+			fprintf(f, "\nvolume %s read leases (node %" PRIu64 "): %" PRIu64 " held, %" PRIu64
+				" granted, %" PRIu64 " refused, %" PRIu64 " revoked\n",
+				json_object_get_string(jget(v, "volume", NULL)),
+				jnum_or0(jget(r[i].stats, "node", NULL)), jnum_or0(jget(v, "leases", NULL)),
+				jnum_or0(jget(v, "granted", NULL)), jnum_or0(jget(v, "refused", NULL)),
+				jnum_or0(jget(v, "revoked", NULL)));
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct json_object *a = jget(r[i].stats, "local_reads", NULL);
+		size_t na = a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+
+		for (size_t k = 0; k < na; k++) {
+			struct json_object *v = json_object_array_get_idx(a, k);
+
+			fprintf(f, "node %" PRIu64 " reads of volume %s: %" PRIu64 " from its own store (%"
+				PRIu64 " B), %" PRIu64 " through the I/O node (%" PRIu64 " B), %" PRIu64
+				" local errors; %" PRIu64 " leases held\n",
+				jnum_or0(jget(r[i].stats, "node", NULL)),
+				json_object_get_string(jget(v, "volume", NULL)),
+				jnum_or0(jget(v, "reads_local", NULL)), jnum_or0(jget(v, "bytes_local", NULL)),
+				jnum_or0(jget(v, "reads_forwarded", NULL)),
+				jnum_or0(jget(v, "bytes_forwarded", NULL)),
+				jnum_or0(jget(v, "local_errors", NULL)), jnum_or0(jget(v, "leases", NULL)));
+		}
+	}
+}
+
 void control_stats_print(FILE *f, const struct control_node_report *r, unsigned n)
 {
 	print_nodes(f, r, n);
 	print_hot(f, r, n);
 	print_vcpus(f, r, n);
 	print_volumes(f, r, n);
+	print_read_leases(f, r, n);
 }
 
 void control_stats_print_json(FILE *f, const struct control_node_report *r, unsigned n)

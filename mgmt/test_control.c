@@ -1311,6 +1311,39 @@ static void test_stats_print(void **state)
 	free(out);
 }
 
+/* Read leases: the coordinator's line, then each serving node's local reads. */
+static void test_stats_print_read_leases(void **state)
+{
+	struct control_node_report r[2];
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	memset(r, 0, sizeof(r));
+	r[0].socket = "/x/node0.qmp";
+	r[0].stats = json_tokener_parse(
+		"{\"node\":0,\"read_leases\":[{\"volume\":\"vol0\",\"leases\":3,"
+		"\"granted\":5,\"refused\":1,\"revoked\":2}],\"local_reads\":[]}");
+	r[1].socket = "/x/node1.qmp";
+	r[1].stats = json_tokener_parse(
+		"{\"node\":1,\"read_leases\":[],\"local_reads\":[{\"volume\":\"vol0\","
+		"\"reads_local\":40,\"bytes_local\":163840,\"reads_forwarded\":6,"
+		"\"bytes_forwarded\":24576,\"local_errors\":0,\"leases\":3,\"granted\":5,"
+		"\"refused\":1,\"revoked\":2}]}");
+	f = open_memstream(&out, &len);
+	control_stats_print(f, r, 2);
+	fclose(f);
+	if (!strstr(out, "volume vol0 read leases (node 0): 3 held, 5 granted, 1 refused, "
+		    "2 revoked\n") ||
+	    !strstr(out, "node 1 reads of volume vol0: 40 from its own store (163840 B), 6 through "
+		    "the I/O node (24576 B), 0 local errors; 3 leases held\n"))
+		fail_msg("unexpected output:\n%s", out);
+	free(out);
+	for (int i = 0; i < 2; i++)
+		control_node_report_clear(&r[i]);
+}
+
 static void test_resolve_sockets(void **state)
 {
 	struct sock_fixture *fx = *state;
@@ -1452,6 +1485,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_client_errors, sock_setup, sock_teardown),
 		cmocka_unit_test_setup_teardown(test_cmd_qmp, sock_setup, sock_teardown),
 		cmocka_unit_test(test_stats_print),
+		cmocka_unit_test(test_stats_print_read_leases),
 		cmocka_unit_test_setup_teardown(test_resolve_sockets, sock_setup, sock_teardown),
 		cmocka_unit_test_setup_teardown(test_cmd_stats, sock_setup, sock_teardown),
 	};

@@ -123,6 +123,9 @@ struct machine {
 	int paused;                /* atomic: QMP stop */
 	/* Adds cluster figures (DSM, fabric) to query-grappe-stats. */
 	void (*stats_hook)(void *ctx, struct json_object *out);
+	/* Adds the volumes' read-lease figures (vmm/volume_host.c) to it. */
+	void (*volume_stats_hook)(void *ctx, struct json_object *out);
+	void *volume_stats_ctx;
 	/* The guest has stopped: release vCPUs blocked on remote memory. */
 	void (*quiesce_hook)(void *ctx);
 	/* None of this node's vCPUs runs (idle), or one runs again: called under run_lock. */

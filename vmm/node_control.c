@@ -218,6 +218,8 @@ static int query_stats(void *ctx, struct json_object **out, char *err, size_t er
 		json_object_object_add(o, "disk_queues", disk_queue_stats(m));
 		if (m->stats_hook)
 			m->stats_hook(m->stats_ctx, o);
+		if (m->volume_stats_hook)
+			m->volume_stats_hook(m->volume_stats_ctx, o);
 		*out = o;
 	});
 }

@@ -96,6 +96,10 @@ static int bring_up(struct node *n, char *err, size_t errlen)
 	if (n->volumes && export_disks(n, err, errlen))
 		return -1;
 	n->copts.volumes = n->volumes;
+	if (n->volumes) {
+		n->m.volume_stats_hook = volume_host_stats_json;
+		n->m.volume_stats_ctx = n->volumes;
+	}
 	n->m.open_disk = open_io_disk;
 	n->m.open_disk_ctx = n;
 	if (n->clustered && cluster_attach(&n->cluster, &n->m, n->cfg, &n->copts, err, errlen))
@@ -126,6 +130,7 @@ static void tear_down(struct node *n)
 	if (n->cluster)
 		cluster_detach(n->cluster);
 	n->cluster = NULL;
+	n->m.volume_stats_hook = NULL;
 	volume_host_destroy(n->volumes);
 	n->volumes = NULL;
 	n->copts.volumes = NULL;

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "blockdev/file_store.h"
 #include "blockdev/lease_coord.h"
 #include "blockdev/lease_reader.h"
@@ -502,6 +504,62 @@ int volume_host_open(struct volume_host *vh, const struct vm_volume *v, struct v
 		return -1;
 	}
 	return 0;
+}
+
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+static struct json_object *reader_json(const struct vm_volume *v, struct lease_reader *lr)
+{
+	struct json_object *o = json_object_new_object();
+	struct lease_reader_stats st;
+
+	lease_reader_stats(lr, &st);
+	json_object_object_add(o, "volume", json_object_new_string(v->name));
+	add_u64(o, "reads_local", st.reads_local);
+	add_u64(o, "bytes_local", st.bytes_local);
+	add_u64(o, "reads_forwarded", st.reads_forwarded);
+	add_u64(o, "bytes_forwarded", st.bytes_forwarded);
+	add_u64(o, "local_errors", st.local_errors);
+	add_u64(o, "leases", st.leases);
+	add_u64(o, "granted", st.granted);
+	add_u64(o, "refused", st.refused);
+	add_u64(o, "revoked", st.revoked);
+	return o;
+}
+
+static struct json_object *coord_json(const struct vm_volume *v, struct lease_coord *lc)
+{
+	struct json_object *o = json_object_new_object();
+	struct lease_coord_stats st;
+
+	lease_coord_stats(lc, &st);
+	json_object_object_add(o, "volume", json_object_new_string(v->name));
+	add_u64(o, "leases", st.leases);
+	add_u64(o, "granted", st.granted);
+	add_u64(o, "refused", st.refused);
+	add_u64(o, "revoked", st.revoked);
+	return o;
+}
+
+void volume_host_stats_json(void *ctx, struct json_object *out)
+{
+	struct volume_host *vh = ctx;
+	struct json_object *reads = json_object_new_array(), *leases = json_object_new_array();
+
+	for (unsigned vi = 0; vi < vh->c.cfg->nr_volumes && vi < VM_MAX_VOLUMES; vi++) {
+		struct lease_reader *lr = __atomic_load_n(&vh->reader[vi], __ATOMIC_ACQUIRE);
+		struct lease_coord *lc = __atomic_load_n(&vh->coord[vi], __ATOMIC_ACQUIRE);
+
+		if (lr)
+			json_object_array_add(reads, reader_json(&vh->c.cfg->volumes[vi], lr));
+		if (lc)
+			json_object_array_add(leases, coord_json(&vh->c.cfg->volumes[vi], lc));
+	}
+	json_object_object_add(out, "local_reads", reads);
+	json_object_object_add(out, "read_leases", leases);
 }
 
 void volume_host_shutdown(struct volume_host *vh)

@@ -58,6 +58,13 @@ void volume_host_receive(struct volume_host *vh, unsigned src, uint16_t type, ui
 			 const void *payload, size_t len);
 void volume_host_peer_down(struct volume_host *vh, unsigned node);
 /*
+ * query-grappe-stats: "local_reads" (a serving node's reads of its own
+ * stores under read leases, per volume) and "read_leases" (the I/O node's
+ * coordinators), docs/volume.md "Read leases".
+ */
+struct json_object;
+void volume_host_stats_json(void *vh, struct json_object *out);
+/*
  * I/O node: opens volume v over its stores. On success *out is the volume;
  * the disk closes it (volume_blockdev's close) before the fabric goes.
  */
