@@ -2,11 +2,12 @@
 /*
  * Read-lease coordinator (lease_coord.h, docs/volume.md "Read leases").
  *
- * Grants and revocations are sent with the coordinator's lock held: the
- * fabric delivers one connection's frames in order, so a node always sees
- * a grant before the revocation that follows it, never the reverse.
- * A revoker waits, lock released, until the holder's ACK names its
- * revocation or the holder is declared dead.
+ * Grants and revocations are numbered under the coordinator's lock and
+ * sent after it is released (the fabric thread takes that lock, and a
+ * send may wait for the peer): a node ignores a grant numbered below a
+ * revocation of the same lease that it has already seen, so the order in
+ * which they arrive does not matter. A revoker waits, lock released, until
+ * the holder's ACK names its revocation or the holder is declared dead.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -113,8 +114,8 @@ void lease_coord_bind(struct lease_coord *lc, lease_current_fn current, void *ct
 	pthread_mutex_unlock(&lc->lock);
 }
 
-/* Under lock: one message to node; its send order is the delivery order. */
-static void send_locked(struct lease_coord *lc, unsigned node, struct lease_msg *m)
+/* One message to node, without the lock. */
+static void send_msg(struct lease_coord *lc, unsigned node, struct lease_msg *m)
 {
 	uint8_t buf[LEASE_MSG_LEN];
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
@@ -214,8 +215,11 @@ void lease_coord_revoke(struct lease_coord *lc, unsigned store, uint64_t region)
 	w.next = lc->waits;
 	lc->waits = &w;
 	lc->st.revoked++;
-	send_locked(lc, node, &(struct lease_msg){ .type = LEASE_MSG_REVOKE, .store = store,
-						   .region = region, .seq = w.seq });
+	pthread_mutex_unlock(&lc->lock);
+	/* An ACK that comes before the lock is taken again finds w linked. */
+	send_msg(lc, node, &(struct lease_msg){ .type = LEASE_MSG_REVOKE, .store = store,
+						.region = region, .seq = w.seq });
+	pthread_mutex_lock(&lc->lock);
 	wait_ack_locked(lc, &w, node);
 	unlink_wait(lc, &w);
 	/* Someone may wait for this one to end (earlier_pending). */
@@ -261,8 +265,8 @@ static void on_request(struct lease_coord *lc, unsigned src, const struct lease_
 		lc->st.refused++;
 	}
 	r.seq = ++lc->seq;
-	send_locked(lc, src, &r);
 	pthread_mutex_unlock(&lc->lock);
+	send_msg(lc, src, &r);
 }
 
 static void on_ack(struct lease_coord *lc, unsigned src, const struct lease_msg *m)

@@ -22,8 +22,10 @@
  *
  * region is a chunk region index (< 2^40), or LEASE_ALL_REGIONS in a
  * REVOKE (every region of the store) and in its ACK. seq is 0 in a REQUEST and >= 1
- * otherwise: a GRANT's is the lease's, a REVOKE's names the revocation and
- * its ACK repeats it. Decoding refuses anything else.
+ * otherwise: the coordinator numbers its GRANTs and REVOKEs from one
+ * counter, so a serving node ignores a GRANT numbered below a REVOKE of
+ * the same lease it has already seen (they may arrive in either order); an
+ * ACK repeats its REVOKE's. Decoding refuses anything else.
  */
 #define LEASE_MSG_VERSION 1
 #define LEASE_MSG_LEN 32

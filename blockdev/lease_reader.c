@@ -9,6 +9,11 @@
  * goes once the count of the region (of the store, for LEASE_ALL_REGIONS)
  * is back to zero — from the fabric thread if nothing is in flight, else
  * from the thread of the last read to finish.
+ *
+ * Messages are sent after that lock is released (the fabric thread takes
+ * it, and a send may wait for the peer). The coordinator sends without
+ * its lock too, so a grant may arrive after a revocation numbered above
+ * it: such a grant is stale and ignored.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +43,8 @@ struct local_store {
 	struct blockdev *bd;          /* NULL: not on this node */
 	uint64_t *leased, *asked;     /* bit per region */
 	uint64_t *retry_after;        /* per region: monotonic ns before which not to ask */
+	uint64_t *revoked_seq;        /* per region: the newest revocation seen */
+	uint64_t revoked_all_seq;     /* the newest revocation of every region */
 	uint32_t *inflight;           /* per region */
 	uint64_t total_inflight, nleased;
 };
@@ -129,13 +136,16 @@ static int leased_store_locked(struct lease_reader *lr, uint64_t chunk)
 	return -1;
 }
 
-/* Under lock: asks for a lease on chunk's copy on this node, once at a time. */
-static void ask_locked(struct lease_reader *lr, uint64_t chunk)
+/*
+ * Under lock: whether to ask for a lease on chunk's copy on this node
+ * (once at a time per region); *m is the request to send after unlocking.
+ */
+static bool ask_locked(struct lease_reader *lr, uint64_t chunk, struct lease_msg *m)
 {
 	uint64_t region = chunk / lr->c.region_chunks;
 
 	if (lr->coordinator_dead)
-		return;
+		return false;
 	for (unsigned s = 0; s < lr->lay.stores; s++) {
 		struct local_store *ls = &lr->st[s];
 
@@ -143,16 +153,16 @@ static void ask_locked(struct lease_reader *lr, uint64_t chunk)
 		    now_ns() < ls->retry_after[region])
 			continue;
 		set_bit(ls->asked, region, true);
-		send_msg(lr, &(struct lease_msg){ .type = LEASE_MSG_REQUEST, .store = s,
-						  .region = region });
-		return;
+		*m = (struct lease_msg){ .type = LEASE_MSG_REQUEST, .store = s, .region = region };
+		return true;
 	}
+	return false;
 }
 
-/* Under lock: sends the acknowledgements whose reads are all done. */
-static void settle_acks_locked(struct lease_reader *lr)
+/* Under lock: the acknowledgements whose reads are all done, taken off the owed list. */
+static struct owed_ack *settle_acks_locked(struct lease_reader *lr)
 {
-	struct owed_ack **pp = &lr->owed;
+	struct owed_ack **pp = &lr->owed, *ready = NULL;
 
 	while (*pp) {
 		struct owed_ack *a = *pp;
@@ -164,9 +174,22 @@ static void settle_acks_locked(struct lease_reader *lr)
 			pp = &a->next;
 			continue;
 		}
+		*pp = a->next;
+		a->next = ready;
+		ready = a;
+	}
+	return ready;
+}
+
+/* Without the lock: sends and frees what settle_acks_locked() returned. */
+static void send_acks(struct lease_reader *lr, struct owed_ack *ready)
+{
+	while (ready) {
+		struct owed_ack *a = ready;
+
+		ready = a->next;
 		send_msg(lr, &(struct lease_msg){ .type = LEASE_MSG_ACK, .store = a->store,
 						  .region = a->region, .seq = a->seq });
-		*pp = a->next;
 		free(a);
 	}
 }
@@ -176,14 +199,19 @@ static int read_local(struct lease_reader *lr, uint64_t chunk, uint64_t within,
 		      const struct iovec *iov, int iovcnt, uint64_t len)
 {
 	uint64_t region = chunk / lr->c.region_chunks;
+	struct owed_ack *ready = NULL;
 	struct local_store *ls;
+	struct lease_msg ask;
 	int s, rc;
 
 	pthread_mutex_lock(&lr->lock);
 	s = leased_store_locked(lr, chunk);
 	if (s < 0) {
-		ask_locked(lr, chunk);
+		bool asking = ask_locked(lr, chunk, &ask);
+
 		pthread_mutex_unlock(&lr->lock);
+		if (asking)
+			send_msg(lr, &ask);
 		return -ENOENT;
 	}
 	ls = &lr->st[s];
@@ -198,8 +226,9 @@ static int read_local(struct lease_reader *lr, uint64_t chunk, uint64_t within,
 	ls->inflight[region]--;
 	ls->total_inflight--;
 	if (lr->owed)
-		settle_acks_locked(lr);
+		ready = settle_acks_locked(lr);
 	pthread_mutex_unlock(&lr->lock);
+	send_acks(lr, ready);
 	if (rc) {
 		/* The I/O node reads another copy, and fails this store if it is broken. */
 		count(&lr->stats.local_errors, 1);
@@ -343,6 +372,11 @@ static void on_grant(struct lease_reader *lr, const struct lease_msg *m)
 		return;
 	}
 	set_bit(ls->asked, m->region, false);
+	if (m->seq < ls->revoked_seq[m->region] || m->seq < ls->revoked_all_seq) {
+		/* Granted, then revoked before this node saw the grant. */
+		lr->stats.stale_grants++;
+		return;
+	}
 	if (m->status == LEASE_REFUSED) {
 		ls->retry_after[m->region] = now_ns() + RETRY_NS;
 		lr->stats.refused++;
@@ -354,36 +388,53 @@ static void on_grant(struct lease_reader *lr, const struct lease_msg *m)
 	lr->stats.granted++;
 }
 
-static void on_revoke(struct lease_reader *lr, const struct lease_msg *m)
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+/*
+ * Under lock: drops the lease(s) at once, so no read starts under them,
+ * and owes the acknowledgement (a, allocated by the caller) until the
+ * reads in flight there are done. Returns the acknowledgements now due.
+ */
+static struct owed_ack *on_revoke(struct lease_reader *lr, const struct lease_msg *m,
+				  struct owed_ack *a)
 {
 	struct local_store *ls = &lr->st[m->store];
-	struct owed_ack *a = malloc(sizeof(*a));
 
 	if (m->region == LEASE_ALL_REGIONS) {
 		memset(ls->leased, 0, (lr->regions + 63) / 64 * sizeof(uint64_t));
 		ls->nleased = 0;
-	} else if (bit(ls->leased, m->region)) {
-		set_bit(ls->leased, m->region, false);
-		ls->nleased--;
+		ls->revoked_all_seq = max_u64(ls->revoked_all_seq, m->seq);
+	} else {
+		if (bit(ls->leased, m->region)) {
+			set_bit(ls->leased, m->region, false);
+			ls->nleased--;
+		}
+		ls->revoked_seq[m->region] = max_u64(ls->revoked_seq[m->region], m->seq);
 	}
 	lr->stats.revoked++;
-	if (!a) {
-		/* Cannot remember it: wait here (reads in flight are local I/O, they end). */
-		lr_log(lr, "read leases: out of memory; acknowledging revocation %" PRIu64
-		       " after its reads, on the fabric thread", m->seq);
-		while (m->region == LEASE_ALL_REGIONS ? ls->total_inflight : ls->inflight[m->region]) {
-			pthread_mutex_unlock(&lr->lock);
-			nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
-			pthread_mutex_lock(&lr->lock);
-		}
-		send_msg(lr, &(struct lease_msg){ .type = LEASE_MSG_ACK, .store = m->store,
-						  .region = m->region, .seq = m->seq });
-		return;
-	}
 	*a = (struct owed_ack){ .next = lr->owed, .store = m->store, .region = m->region,
 				.seq = m->seq };
 	lr->owed = a;
-	settle_acks_locked(lr);
+	return settle_acks_locked(lr);
+}
+
+static void revoke(struct lease_reader *lr, const struct lease_msg *m)
+{
+	struct owed_ack *a = malloc(sizeof(*a)), *ready;
+
+	while (!a) {
+		/* The coordinator waits for this ACK: it cannot be dropped. */
+		lr_log(lr, "read leases: out of memory for revocation %" PRIu64 "; retrying", m->seq);
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		a = malloc(sizeof(*a));
+	}
+	pthread_mutex_lock(&lr->lock);
+	ready = on_revoke(lr, m, a);
+	pthread_mutex_unlock(&lr->lock);
+	send_acks(lr, ready);
 }
 
 void lease_reader_receive(struct lease_reader *lr, unsigned src, uint16_t type,
@@ -409,12 +460,13 @@ void lease_reader_receive(struct lease_reader *lr, unsigned src, uint16_t type,
 		       lease_msg_type_name(type), len, src, why);
 		return;
 	}
-	pthread_mutex_lock(&lr->lock);
-	if (type == LEASE_MSG_GRANT)
+	if (type == LEASE_MSG_GRANT) {
+		pthread_mutex_lock(&lr->lock);
 		on_grant(lr, &m);
-	else
-		on_revoke(lr, &m);
-	pthread_mutex_unlock(&lr->lock);
+		pthread_mutex_unlock(&lr->lock);
+		return;
+	}
+	revoke(lr, &m);
 }
 
 void lease_reader_peer_down(struct lease_reader *lr, unsigned node)
@@ -443,8 +495,10 @@ static int init_store(struct lease_reader *lr, unsigned s)
 	ls->leased = calloc(words, sizeof(uint64_t));
 	ls->asked = calloc(words, sizeof(uint64_t));
 	ls->retry_after = calloc(lr->regions, sizeof(uint64_t));
+	ls->revoked_seq = calloc(lr->regions, sizeof(uint64_t));
 	ls->inflight = calloc(lr->regions, sizeof(uint32_t));
-	return ls->leased && ls->asked && ls->retry_after && ls->inflight ? 0 : -1;
+	return ls->leased && ls->asked && ls->retry_after && ls->revoked_seq && ls->inflight ? 0
+												     : -1;
 }
 
 int lease_reader_create(const struct lease_reader_config *cfg, struct lease_reader **out,
@@ -524,6 +578,7 @@ static void lr_free(struct lease_reader *lr)
 		free(lr->st[s].leased);
 		free(lr->st[s].asked);
 		free(lr->st[s].retry_after);
+		free(lr->st[s].revoked_seq);
 		free(lr->st[s].inflight);
 	}
 	while (lr->owed) {

@@ -732,6 +732,42 @@ static void test_coordinator_death_drops_leases(void **state)
 	assert_int_equal(rstats(f).reads_local, local);
 }
 
+/*
+ * The coordinator sends without its lock, so a grant can arrive after a
+ * revocation numbered above it: the node ignores it and holds no lease.
+ */
+static void test_grant_after_its_revocation_ignored(void **state)
+{
+	struct fix *f = *state;
+	uint8_t buf[LEASE_MSG_LEN];
+	const char *why;
+	struct lease_msg m = { .type = LEASE_MSG_REVOKE, .volume = VOLUME_ID, .store = 0,
+			       .region = 0, .seq = 1000 };
+	uint64_t local;
+
+	assert_int_equal(write_chunk(f, 0, 1), 0);
+	assert_int_equal(lease_msg_encode(&m, buf, &why), 0);
+	lease_reader_receive(f->lr, IO_NODE, LEASE_MSG_REVOKE, buf, sizeof(buf));
+	read_check(f, 0, 1);                        /* asks; the grant is numbered below 1000 */
+	WAIT_FOR(rstats(f).stale_grants == 1);
+	assert_int_equal(cstats(f).granted, 1);
+	assert_int_equal(rstats(f).leases, 0);
+	local = rstats(f).reads_local;
+	read_check(f, 0, 1);                        /* forwarded, asks again: stale again */
+	assert_int_equal(rstats(f).reads_local, local);
+	WAIT_FOR(rstats(f).stale_grants == 2);
+	/* Every region of the store, likewise (region 1: chunks 4..7; chunk 6 is on store 0). */
+	m.region = LEASE_ALL_REGIONS;
+	m.seq = 2000;
+	assert_int_equal(lease_msg_encode(&m, buf, &why), 0);
+	lease_reader_receive(f->lr, IO_NODE, LEASE_MSG_REVOKE, buf, sizeof(buf));
+	assert_int_equal(write_chunk(f, 6, 1), 0);
+	read_check(f, 6, 1);
+	WAIT_FOR(rstats(f).stale_grants == 3);
+	assert_int_equal(cstats(f).granted, 3);
+	assert_int_equal(rstats(f).leases, 0);
+}
+
 /* Garbage and misdirected lease messages are dropped, never acted on. */
 static void test_bad_messages_dropped(void **state)
 {
@@ -866,6 +902,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_revocation_ends_on_node_death, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_local_error_forwarded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coordinator_death_drops_leases, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_grant_after_its_revocation_ignored, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_bad_messages_dropped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stress_no_stale_reads, setup, teardown),
