@@ -554,7 +554,11 @@ struct blockdev *lease_reader_blockdev(struct lease_reader *lr)
 void lease_reader_stats(struct lease_reader *lr, struct lease_reader_stats *st)
 {
 	pthread_mutex_lock(&lr->lock);
-	*st = lr->stats;
+	/* The counters under the lock, then the atomic ones. */
+	*st = (struct lease_reader_stats){ .granted = lr->stats.granted,
+					   .refused = lr->stats.refused,
+					   .revoked = lr->stats.revoked,
+					   .stale_grants = lr->stats.stale_grants };
 	st->reads_local = __atomic_load_n(&lr->stats.reads_local, __ATOMIC_RELAXED);
 	st->bytes_local = __atomic_load_n(&lr->stats.bytes_local, __ATOMIC_RELAXED);
 	st->reads_forwarded = __atomic_load_n(&lr->stats.reads_forwarded, __ATOMIC_RELAXED);
