@@ -119,6 +119,11 @@ def test_volume_queue_served_by_its_node(tmp_path, kvm, guest_image):
     assert r.rc == 0, r
     served = served_here(r, 1)
     assert served and served[0] >= 16 and served[1] > 0, r
+    # Node 1 holds store 1, a copy of every chunk (R=2 over 2 stores): under
+    # read leases its reads come from there (docs/volume.md, "Read leases").
+    local = re.findall(r"grappe-node 1: .*read leases: (\d+) reads \(\d+ KiB\) from this "
+                       r"node's store, (\d+) through the I/O node", r.err)
+    assert local and int(local[0][0]) > 0, r
     image = check_replicas([p for _, p in stores])
     assert stamp_mismatch_in(image) is None, stamp_mismatch_in(image)
 
