@@ -65,15 +65,16 @@ struct lease_reader {
 static void lr_log(struct lease_reader *lr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void lr_log(struct lease_reader *lr, const char *fmt, ...)
 {
-	char msg[256];
+	store_log_fn log = __atomic_load_n(&lr->c.log, __ATOMIC_ACQUIRE);
+	char msg[384];
 	va_list ap;
 
-	if (!lr->c.log)
+	if (!log)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	lr->c.log(lr->c.ctx, msg);
+	log(lr->c.ctx, msg);
 }
 
 static uint64_t now_ns(void)
@@ -344,14 +345,7 @@ static void lr_put(struct lease_reader *lr)
 static void lr_close(struct blockdev *bd)
 {
 	struct lease_reader *lr = lr_of(bd);
-	struct lease_reader_stats st;
 
-	/* One line per disk at exit: what the leases saved (the lab tests read it). */
-	lease_reader_stats(lr, &st);
-	lr_log(lr, "read leases: %" PRIu64 " reads (%" PRIu64 " KiB) from this node's store, %"
-	       PRIu64 " through the I/O node, %" PRIu64 " local errors; leases granted %" PRIu64
-	       ", refused %" PRIu64 ", revoked %" PRIu64, st.reads_local, st.bytes_local >> 10,
-	       st.reads_forwarded, st.local_errors, st.granted, st.refused, st.revoked);
 	blockdev_close(lr->c.remote);
 	lr->c.remote = NULL;
 	lr_put(lr);
@@ -577,10 +571,24 @@ void lease_reader_stats(struct lease_reader *lr, struct lease_reader_stats *st)
 	pthread_mutex_unlock(&lr->lock);
 }
 
+/*
+ * The host's teardown, after the queues stopped: one line per disk saying
+ * what the leases saved (the lab tests read it). The log goes with the host,
+ * so nothing is logged after this even if the disk closes later.
+ */
 void lease_reader_destroy(struct lease_reader *lr)
 {
-	if (lr)
-		lr_put(lr);
+	struct lease_reader_stats st;
+
+	if (!lr)
+		return;
+	lease_reader_stats(lr, &st);
+	lr_log(lr, "read leases: %" PRIu64 " reads (%" PRIu64 " KiB) from this node's store, %"
+	       PRIu64 " through the I/O node, %" PRIu64 " local errors; leases granted %" PRIu64
+	       ", refused %" PRIu64 ", revoked %" PRIu64, st.reads_local, st.bytes_local >> 10,
+	       st.reads_forwarded, st.local_errors, st.granted, st.refused, st.revoked);
+	__atomic_store_n(&lr->c.log, NULL, __ATOMIC_RELEASE);
+	lr_put(lr);
 }
 
 static void lr_free(struct lease_reader *lr)
