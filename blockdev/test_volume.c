@@ -790,6 +790,39 @@ static void test_intent_cleared_when_idle(void **state)
 	fx_free(f);
 }
 
+/*
+ * A sequential writer: once chunk c-1 was just written, a write to chunk c
+ * puts intent on the next chunks its copies hold in the same table batch
+ * (on disk before the data), so the stream does not wait for a batch per
+ * chunk. Only the bit: a random write marks no other chunk, and the data
+ * and copies are as always.
+ */
+static void test_intent_ahead_of_sequential_writes(void **state)
+{
+	struct fx *f = fx_new(2, 2, 40 * CHUNK);   /* every chunk on both stores */
+	uint64_t last;
+
+	f->idle_ms = 60000;         /* the cleaner leaves every bit alone here */
+	open_ok(f, VOLUME_NO_LOCAL);
+	assert_int_equal(write_range(f, 10 * CHUNK, CHUNK), 0);      /* alone: no ahead */
+	for (uint64_t c = 11; c < 40; c++)
+		assert_false(disk_entry(f, vlayout_store(&f->lay, c, 0), c) & VMETA_DIRTY);
+	assert_int_equal(write_range(f, 11 * CHUNK, CHUNK), 0);      /* sequential */
+	for (uint64_t c = 12; c <= 27; c++)
+		for (unsigned k = 0; k < f->r; k++)
+			assert_true(disk_entry(f, vlayout_store(&f->lay, c, k), c) & VMETA_DIRTY);
+	for (unsigned k = 0; k < f->r; k++) {
+		assert_false(disk_entry(f, vlayout_store(&f->lay, 28, k), 28) & VMETA_DIRTY);
+		assert_false(disk_entry(f, vlayout_store(&f->lay, 0, k), 0) & VMETA_DIRTY);
+	}
+	for (int i = 0; i < 10; i++)
+		random_write(f, &last);
+	verify(f);
+	check_replicas(f);
+	close_vol(f);
+	fx_free(f);
+}
+
 struct file_image {
 	uint8_t *data;
 	size_t len;
@@ -1348,6 +1381,7 @@ int main(void)
 		cmocka_unit_test(test_unclean_shutdown),
 		cmocka_unit_test(test_crash_then_reopen_without_a_replica),
 		cmocka_unit_test(test_intent_cleared_when_idle),
+		cmocka_unit_test(test_intent_ahead_of_sequential_writes),
 		cmocka_unit_test(test_bad_stores_refused),
 		cmocka_unit_test(test_split_brain_refused),
 		cmocka_unit_test(test_missing_store_may_be_newer),

@@ -123,7 +123,8 @@ def test_volume_queue_served_by_its_node(tmp_path, kvm, guest_image):
     # read leases its reads come from there (docs/volume.md, "Read leases").
     local = re.findall(r"grappe-node 1: .*read leases: (\d+) reads \(\d+ KiB\) from this "
                        r"node's store, (\d+) through the I/O node", r.err)
-    assert local and int(local[0][0]) > 0, r
+    node1 = "\n".join(ln for ln in r.err.splitlines() if ln.startswith("grappe-node 1"))
+    assert local and int(local[0][0]) > 0, node1
     image = check_replicas([p for _, p in stores])
     assert stamp_mismatch_in(image) is None, stamp_mismatch_in(image)
 
