@@ -79,11 +79,20 @@ static int export_disks(struct node *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* The volume host's messages, named by node like the rest of a cluster's log. */
+static void volumes_log(void *ctx, const char *msg)
+{
+	struct node *n = ctx;
+
+	fprintf(stderr, "grappe-node %u: %s\n", n->copts.self, msg);
+}
+
 /* Starts this node's part: machine, then fabric and DSM, then the kernel. */
 static int bring_up(struct node *n, char *err, size_t errlen)
 {
 	struct machine_placement pl;
-	struct volume_host_config vc = { .cfg = n->cfg, .self = n->copts.self };
+	struct volume_host_config vc = { .cfg = n->cfg, .self = n->copts.self,
+					  .log = volumes_log, .log_ctx = n };
 
 	machine_placement_init(&pl, n->cfg, n->copts.self);
 	if (machine_create(&n->m, n->cfg, &pl, n->console_fd, err, errlen))
