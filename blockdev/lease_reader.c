@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blockdev/iov_slice.h"
 #include "blockdev/lease_coord.h"
 #include "blockdev/lease_reader.h"
 #include "blockdev/volume_layout.h"
@@ -240,27 +241,6 @@ static int read_local(struct lease_reader *lr, uint64_t chunk, uint64_t within,
 	count(&lr->stats.reads_local, 1);
 	count(&lr->stats.bytes_local, len);
 	return 0;
-}
-
-static int iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t len,
-		     struct iovec *out)
-{
-	int n = 0;
-
-	for (int i = 0; i < iovcnt && len > 0; i++) {
-		uint64_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		out[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		out[n].iov_len = (size_t)(l - skip < len ? l - skip : len);
-		len -= out[n].iov_len;
-		skip = 0;
-		n++;
-	}
-	return n;
 }
 
 static struct lease_reader *lr_of(struct blockdev *bd)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockdev/iov_slice.h"
 #include "blockdev/volume_internal.h"
 
 #define SMALL_IOVS 16
@@ -50,28 +51,6 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 
 	for (int i = 0; i < iovcnt; i++)
 		n += iov[i].iov_len;
-	return n;
-}
-
-/* The iovecs covering [skip, skip + len) of iov; returns their count. */
-static int iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t len,
-		     struct iovec *out)
-{
-	int n = 0;
-
-	for (int i = 0; i < iovcnt && len > 0; i++) {
-		uint64_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		out[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		out[n].iov_len = (size_t)(l - skip < len ? l - skip : len);
-		len -= out[n].iov_len;
-		skip = 0;
-		n++;
-	}
 	return n;
 }
 
