@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "blockdev/iov_slice.h"
 #include "blockdev/aio_ring.h"
 #include "blockdev/file_store.h"
 
@@ -347,7 +348,7 @@ static int fs_submit(struct blockdev *bd, struct aio_ring *ring, struct blockdev
 	struct file_store *s = fs_of(bd);
 	bool is_write = req->op == BLOCKDEV_REQ_WRITE;
 	struct fs_aio *a;
-	uint64_t len = 0;
+	uint64_t len;
 	int rc;
 
 	if (req->op == BLOCKDEV_REQ_FLUSH) {
@@ -380,8 +381,7 @@ static int fs_submit(struct blockdev *bd, struct aio_ring *ring, struct blockdev
 	if (!a)
 		return -ENOMEM;
 	memcpy(a->iov, req->iov, sizeof(a->iov[0]) * (size_t)req->iovcnt);
-	for (int i = 0; i < req->iovcnt; i++)
-		len += req->iov[i].iov_len;
+	len = iov_total(req->iov, req->iovcnt);
 	a->s = s;
 	a->ring = ring;
 	a->req = req;

@@ -1,14 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A request's buffers cut at a boundary (a chunk, a lease region): the
- * volume and the serving node's lease reader both split one guest request
- * into pieces that go to different copies.
+ * A request's buffers measured and cut at a boundary (a chunk, a lease
+ * region): the stores, the volume and the serving node's lease reader all
+ * split one guest request into pieces that go to different places.
  */
 #ifndef GRAPPE_BLOCKDEV_IOV_SLICE_H
 #define GRAPPE_BLOCKDEV_IOV_SLICE_H
 
 #include <stdint.h>
 #include <sys/uio.h>
+
+/* Bytes in the buffers. */
+static inline uint64_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		n += iov[i].iov_len;
+	return n;
+}
 
 /* The iovecs covering [skip, skip + len) of iov into out; returns their count. */
 static inline int iov_slice(const struct iovec *iov, int iovcnt, uint64_t skip, uint64_t len,

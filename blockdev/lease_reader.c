@@ -252,11 +252,9 @@ static int lr_read(struct blockdev *bd, const struct iovec *iov, int iovcnt, uin
 {
 	struct lease_reader *lr = lr_of(bd);
 	struct iovec small[SMALL_IOVS], *slice = small;
-	uint64_t len = 0, done = 0;
+	uint64_t len = iov_total(iov, iovcnt), done = 0;
 	int rc = 0;
 
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
 	if (off > lr->lay.size || len > lr->lay.size - off)
 		return -EINVAL;
 	if (iovcnt > SMALL_IOVS) {

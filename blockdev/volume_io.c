@@ -45,15 +45,6 @@ struct write_job {
 	const char *stage;
 };
 
-static size_t iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t n = 0;
-
-	for (int i = 0; i < iovcnt; i++)
-		n += iov[i].iov_len;
-	return n;
-}
-
 static void count(uint64_t *ctr, uint64_t n)
 {
 	__atomic_fetch_add(ctr, n, __ATOMIC_RELAXED);
