@@ -88,6 +88,7 @@ struct dsm_hold {
 struct dsm_defer {
 	struct dsm_defer *next;
 	uint64_t due_ns;
+	uint64_t since_ns;             /* when it was first held back (statistics) */
 	uint64_t page;
 	unsigned src;
 	bool hold_end;                 /* the home's hold on its own copy is over */
@@ -103,6 +104,13 @@ struct dsm_out {
 };
 
 #define DSM_LOST_MAX 64             /* pages refetched together after a burst */
+/*
+ * A page that moved to or from this node this often is hot: it circulates
+ * between nodes (the guest's page tables under nested paging, a lock, a
+ * flag others spin on). Fetching it again is no work done, so it does not
+ * lengthen a burst's hold; losing it after a turn is remembered.
+ */
+#define DSM_HOT_MOVES 32
 #define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
 
 struct dsm_own_range {
@@ -118,6 +126,7 @@ struct dsm_counters {
 	_Atomic uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
 	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued, held_back, refetched;
 	_Atomic uint64_t bursts, burst_grants, yields, readahead;
+	_Atomic uint64_t hot_grants, held_ns, fetch_total_ns, fetches;
 	_Atomic uint64_t cache_max;
 };
 
@@ -153,8 +162,14 @@ struct dsm_node {
 
 	uint64_t hold_ns, hold_max_ns;         /* bounds of a hold */
 	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
-	/* the current burst of remote grants: first and latest grant (hold_max_us) */
-	_Atomic uint64_t burst_start, burst_last, burst_pages;
+	/*
+	 * The current burst of remote grants: first and latest grant
+	 * (hold_max_us); burst_cold: its grants of pages that are not hot
+	 * (DSM_HOT_MOVES), the work that sizes its hold. burst_begin: when
+	 * the latest burst began, kept when its hold is released (idle,
+	 * yield) so that what it loses afterwards is still asked for again.
+	 */
+	_Atomic uint64_t burst_start, burst_last, burst_cold, burst_begin;
 	_Atomic bool idle;                     /* dsm_node_idle */
 	_Atomic uint64_t fetch_ns;             /* decaying minimum of fetch latency */
 	_Atomic uint64_t fetch_samples;
