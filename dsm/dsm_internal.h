@@ -107,8 +107,7 @@ struct dsm_out {
 /*
  * A page that moved to or from this node this often is hot: it circulates
  * between nodes (the guest's page tables under nested paging, a lock, a
- * flag others spin on). Fetching it again is no work done, so it does not
- * lengthen a burst's hold; losing it after a turn is remembered.
+ * flag others spin on). Counted in the statistics (hot_grants).
  */
 #define DSM_HOT_MOVES 32
 #define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
@@ -162,14 +161,8 @@ struct dsm_node {
 
 	uint64_t hold_ns, hold_max_ns;         /* bounds of a hold */
 	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
-	/*
-	 * The current burst of remote grants: first and latest grant
-	 * (hold_max_us); burst_cold: its grants of pages that are not hot
-	 * (DSM_HOT_MOVES), the work that sizes its hold. burst_begin: when
-	 * the latest burst began, kept when its hold is released (idle,
-	 * yield) so that what it loses afterwards is still asked for again.
-	 */
-	_Atomic uint64_t burst_start, burst_last, burst_cold, burst_begin;
+	/* the current burst of remote grants: first and latest grant (hold_max_us) */
+	_Atomic uint64_t burst_start, burst_last, burst_pages;
 	_Atomic bool idle;                     /* dsm_node_idle */
 	_Atomic uint64_t fetch_ns;             /* decaying minimum of fetch latency */
 	_Atomic uint64_t fetch_samples;

@@ -186,20 +186,17 @@ static uint64_t hold_burst(struct dsm_node *n)
  * host has fewer cores than busy threads, a transfer is CPU time the guest
  * does not get) — and at most burst after it began.
  *
- * Only cold pages count as work (DSM_HOT_MOVES): a burst of hot pages
- * alone is a node taking back what circulates (a vCPU spinning on a flag
- * another node will set re-walks the shared page tables after each TLB
- * flush; an IPI sender waiting for its target), and holding it for a
- * long cost-sized time only keeps the node that does the work waiting.
- * Its gathering time is mostly waiting behind others' holds, no work
- * either. Such a burst is held ext after its latest grant: long enough
- * for the access that faulted to complete.
+ * Hot pages (DSM_HOT_MOVES) count like the others. Tried in the lab: a
+ * burst of hot pages only held ext after its latest grant (a spinning
+ * vCPU's re-walk is no work to amortise) doubled the pages moved per
+ * second and slowed the 4-node boot: a vCPU woken for an interrupt lost
+ * the page tables again before its handler was done (docs/dsm.md).
  */
 static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
 {
-	uint64_t cold = atomic_load_explicit(&n->burst_cold, memory_order_relaxed);
-	uint64_t ext = hold_ext(n), gather = cold && last > start ? 2 * (last - start) : 0;
-	uint64_t cost = (n->cfg.hold_factor ? n->cfg.hold_factor : 2) * cold *
+	uint64_t ext = hold_ext(n), gather = last > start ? 2 * (last - start) : 0;
+	uint64_t cost = (n->cfg.hold_factor ? n->cfg.hold_factor : 2) *
+			atomic_load_explicit(&n->burst_pages, memory_order_relaxed) *
 			atomic_load_explicit(&n->fetch_ns, memory_order_relaxed);
 	uint64_t a, b;
 
@@ -277,18 +274,13 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 	/* racy between stripes, harmlessly: a burst may start twice at once */
 	start = atomic_load(&n->burst_start);
 	if (!start || now < start || now >= burst_end(n, start, atomic_load(&n->burst_last))) {
-		start = now;
 		atomic_store(&n->burst_start, now);
-		atomic_store(&n->burst_cold, 0);
+		atomic_store(&n->burst_pages, 0);
 		dsm_count(&n->c.bursts, 1);
 	}
-	/* the first grant after a release: the released burst is over */
-	if (atomic_load(&n->burst_begin) < start)
-		atomic_store(&n->burst_begin, start);
 	if (hot(n, p))
 		dsm_count(&n->c.hot_grants, 1);
-	else
-		atomic_fetch_add(&n->burst_cold, 1);
+	atomic_fetch_add(&n->burst_pages, 1);
 	dsm_count(&n->c.burst_grants, 1);
 	atomic_store(&n->burst_last, now);
 }
@@ -314,14 +306,7 @@ void dsm_proto_hold_params(struct dsm_node *n, uint64_t *ext, uint64_t *burst)
 	*burst = n->hold ? hold_burst(n) : 0;
 }
 
-/*
- * p arrived for this node's latest burst: still held, or, if a hot page,
- * released by a turn (idle, yield) since. A vCPU that slept or waited
- * through another node's turn needs its hot pages (the levels of the page
- * table every walk crosses) again as soon as it runs, and asks for them
- * together with its first fault instead of one walk step at a time.
- * Under p's lock.
- */
+/* p arrived for this node's latest burst (held or not any more). Under p's lock. */
 static bool in_burst(struct dsm_node *n, uint64_t p)
 {
 	struct dsm_hold *h;
@@ -329,10 +314,7 @@ static bool in_burst(struct dsm_node *n, uint64_t p)
 	if (!n->hold || n->hold_max_ns == n->hold_ns)
 		return false;
 	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
-	if (h->page != p || !h->remote || !h->at_ns)
-		return false;
-	return h->at_ns >= atomic_load(&n->burst_start) ||
-	       (h->at_ns >= atomic_load(&n->burst_begin) && hot(n, p));
+	return h->page == p && h->remote && h->at_ns && h->at_ns >= atomic_load(&n->burst_start);
 }
 
 /* Another node takes p, which this node needed lately: ask for it again later. */
@@ -370,10 +352,9 @@ static void refetch_lost(struct dsm_node *n, uint64_t except)
 	memcpy(v, n->lost, k * sizeof(v[0]));
 	n->nr_lost = 0;
 	pthread_mutex_unlock(&n->lost_lock);
-	for (unsigned i = 0; i < k && !atomic_load(&n->failed); i++) {
+	for (unsigned i = 0; i < k && !atomic_load(&n->failed); i++)
 		if (v[i].page != except && dsm_proto_fault(n, v[i].page, v[i].write, true) == 1)
 			dsm_count(&n->c.refetched, 1);
-	}
 }
 
 /*

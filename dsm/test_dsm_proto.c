@@ -626,95 +626,8 @@ static void test_refetch_lost(void **state)
 	no_fatal();
 }
 
-/*
- * Pages 1 and 0 go back and forth between node 2 and their home 17 times
- * each (one page after the other: no read-ahead): 34 moves at node 2, hot
- * (DSM_HOT_MOVES). Each turn starts after every hold is over.
- */
-static void make_hot(void)
-{
-	for (uint64_t p = 2; p-- > 0;)
-		for (uint8_t i = 1; i <= 17; i++) {
-			g_now += 10 * MS;
-			write_settled(2, p, i);
-			g_now += 10 * MS;
-			write_settled(0, p, i);
-		}
-	g_now += 10 * MS;
-}
-
-/*
- * Node 2 writes hot page 1; page 0, which it lost at the end of its
- * previous turn, is asked for with it (refetch): one burst of hot pages.
- */
-static void hot_burst_on_node2(void)
-{
-	uint64_t hot0 = st(2).hot_grants;
-
-	assert_int_equal(fault(2, 1, true), 1);
-	assert_int_equal(queued(2, 0), 2);
-	settle();
-	cpu_write(2, 1, 7);
-	cpu_write(2, 0, 8);
-	assert_int_equal(st(2).hot_grants, hot0 + 2);
-}
-
-/*
- * A burst of hot pages only is no work to amortise: it is held ext (here
- * hold_us, 1 ms) after its latest grant, not for hold_factor fetches per
- * page or twice its gathering time (test_burst_holds_together).
- */
-static void test_burst_hot_short(void **state)
-{
-	uint64_t t0;
-
-	(void)state;
-	make_hot();
-	t0 = g_now;
-	hot_burst_on_node2();
-	g_now = t0 + MS * 7 / 10;
-	assert_int_equal(fault(1, 1, true), 1);
-	deliver(1, 0, DSM_GET_M);
-	deliver(0, 2, DSM_FWD_GET_M);
-	assert_int_equal(queued(2, 0), 0);            /* 0.7 ms after the grants: held */
-	g_now = t0 + MS * 11 / 10;
-	dsm_node_tick(W->node[2].n);
-	deliver(2, 0, DSM_FWD_DATA);                  /* 1.1 ms after them: gone */
-	deliver(0, 1, DSM_DATA);
-	assert_int_equal(cpu_read(1, 1), 7);
-	assert_true(st(2).held_ns >= 400000);
-	no_fatal();
-}
-
-/*
- * Hot pages a node lost after its turn ended (its vCPUs slept) are asked
- * for again, together, with its first fault when it runs again: the walk
- * they serve needs all of them.
- */
-static void test_refetch_hot_after_idle(void **state)
-{
-	uint64_t r0;
-
-	(void)state;
-	make_hot();
-	hot_burst_on_node2();
-	r0 = st(2).refetched;
-	dsm_node_idle(W->node[2].n, true);            /* its turn ends now */
-	write_settled(0, 1, 3);                       /* the home takes both back at once */
-	write_settled(0, 0, 4);
-	dsm_node_idle(W->node[2].n, false);
-	g_now += 10 * MS;
-	assert_int_equal(fault(2, 1, false), 1);      /* one fault... */
-	assert_int_equal(queued(2, 0), 2);            /* ...two requests */
-	assert_int_equal(st(2).refetched, r0 + 1);
-	settle();
-	assert_int_equal(cpu_read(2, 1), 3);
-	assert_int_equal(cpu_read(2, 0), 4);          /* no fault needed */
-	no_fatal();
-}
-
-/* Cold pages lost after a turn ended are not: the next turn may not need them. */
-static void test_no_refetch_cold_after_idle(void **state)
+/* Pages lost after a turn ended (idle) are not refetched: the next turn may not need them. */
+static void test_no_refetch_after_idle(void **state)
 {
 	(void)state;
 	burst_on_node2();
@@ -843,9 +756,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_burst_idle_and_yield, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_refetch_lost, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_burst_hot_short, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_refetch_hot_after_idle, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_no_refetch_cold_after_idle, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),
