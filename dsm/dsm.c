@@ -629,12 +629,9 @@ void dsm_engine_kick(struct dsm_node *n)
 
 void dsm_node_idle(struct dsm_node *n, bool idle)
 {
-	if (atomic_exchange(&n->idle, idle) == idle)
+	if (atomic_exchange(&n->idle, idle) == idle || !idle)
 		return;
-	if (!idle)
-		atomic_store(&n->busy_since, dsm_node_now(n));
-	else
-		dsm_proto_release_holds(n);
+	dsm_proto_release_holds(n);
 }
 
 void dsm_node_yield(struct dsm_node *n)

@@ -107,7 +107,7 @@ struct dsm_out {
 /*
  * A page that moved to or from this node this often is hot: it circulates
  * between nodes (the guest's page tables under nested paging, a lock, a
- * flag others spin on). A burst of them alone may be a spinning vCPU's.
+ * flag others spin on). Counted in the statistics (hot_grants).
  */
 #define DSM_HOT_MOVES 32
 #define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
@@ -161,13 +161,9 @@ struct dsm_node {
 
 	uint64_t hold_ns, hold_max_ns;         /* bounds of a hold */
 	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
-	/*
-	 * The current burst of remote grants: first and latest grant
-	 * (hold_max_us), its grants, those of pages that are not hot.
-	 */
-	_Atomic uint64_t burst_start, burst_last, burst_pages, burst_cold;
+	/* the current burst of remote grants: first and latest grant (hold_max_us) */
+	_Atomic uint64_t burst_start, burst_last, burst_pages;
 	_Atomic bool idle;                     /* dsm_node_idle */
-	_Atomic uint64_t busy_since;           /* last dsm_node_idle(n, false) that woke it */
 	_Atomic uint64_t fetch_ns;             /* decaying minimum of fetch latency */
 	_Atomic uint64_t fetch_samples;
 	uint64_t fetch_win_n, fetch_win_cur, fetch_win_prev;   /* lost_lock */

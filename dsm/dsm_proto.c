@@ -186,34 +186,24 @@ static uint64_t hold_burst(struct dsm_node *n)
  * host has fewer cores than busy threads, a transfer is CPU time the guest
  * does not get) — and at most burst after it began.
  *
- * One exception: a node that keeps running and keeps taking back only hot
- * pages (DSM_HOT_MOVES) is spinning — a vCPU waiting for a flag another
- * node will set re-walks the shared page tables after every TLB flush —
- * and a long hold of its walk only keeps the node that would set the flag
- * waiting (seen in the lab: 4 nodes, 3 vCPUs spinning while the fourth
- * works). A burst of hot pages only, begun after the node's vCPUs had run
- * without sleeping for a whole burst length, is held ext after its latest
- * grant. Not sooner: a vCPU just woken for an interrupt also takes back
- * only hot pages (the page tables), and held for ext only it lost them
- * before its handler was done (tried: twice the pages moved per second
- * and a slower boot).
+ * Hot pages (DSM_HOT_MOVES) count like the others. Tried in the lab: a
+ * burst of hot pages only held ext after its latest grant (a spinning
+ * vCPU's re-walk is no work to amortise) doubled the pages moved per
+ * second and slowed the 4-node boot: a vCPU woken for an interrupt lost
+ * the page tables again before its handler was done (docs/dsm.md).
  */
 static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
 {
 	uint64_t ext = hold_ext(n), gather = last > start ? 2 * (last - start) : 0;
-	uint64_t cold = atomic_load_explicit(&n->burst_cold, memory_order_relaxed);
 	uint64_t cost = (n->cfg.hold_factor ? n->cfg.hold_factor : 2) *
 			atomic_load_explicit(&n->burst_pages, memory_order_relaxed) *
 			atomic_load_explicit(&n->fetch_ns, memory_order_relaxed);
-	uint64_t busy = atomic_load_explicit(&n->busy_since, memory_order_relaxed);
 	uint64_t a, b;
 
-	if (cold || start < busy + hold_burst(n)) {
-		if (gather > ext)
-			ext = gather;
-		if (cost > ext)
-			ext = cost;
-	}
+	if (gather > ext)
+		ext = gather;
+	if (cost > ext)
+		ext = cost;
 	a = start + hold_burst(n);
 	b = last + ext;
 	return a < b ? a : b;
@@ -294,13 +284,10 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 	if (!start || now < start || now >= burst_end(n, start, atomic_load(&n->burst_last))) {
 		atomic_store(&n->burst_start, now);
 		atomic_store(&n->burst_pages, 0);
-		atomic_store(&n->burst_cold, 0);
 		dsm_count(&n->c.bursts, 1);
 	}
 	if (hot(n, p))
 		dsm_count(&n->c.hot_grants, 1);
-	else
-		atomic_fetch_add(&n->burst_cold, 1);
 	atomic_fetch_add(&n->burst_pages, 1);
 	dsm_count(&n->c.burst_grants, 1);
 	atomic_store(&n->burst_last, now);

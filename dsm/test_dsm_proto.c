@@ -669,78 +669,6 @@ static void test_fetch_latency_from_cold_pages(void **state)
 	no_fatal();
 }
 
-/*
- * Pages 0 (home: node 0) and 2 (home: node 1) go back and forth between
- * node 2 and their homes: hot at node 2. Not neighbours: no read-ahead.
- */
-static void make_hot_apart(void)
-{
-	static const uint64_t pages[2] = { 0, 2 };
-
-	for (unsigned k = 0; k < 2; k++)
-		for (uint8_t i = 1; i <= 17; i++) {
-			g_now += 10 * MS;
-			write_settled(2, pages[k], i);
-			g_now += 10 * MS;
-			write_settled(pages[k] == 2 ? 1 : 0, pages[k], i);
-		}
-	/* node 2 asked for page 0 again with page 2 (refetch): take it back */
-	g_now += 10 * MS;
-	write_settled(0, 0, 18);
-	g_now += 10 * MS;
-}
-
-/*
- * Node 2 takes back hot pages 2 then 0, 0.8 ms apart; node 1 asks for
- * page 0 0.7 ms, then 1.1 ms after the last grant: is it still held?
- */
-static bool hot_burst_held_at_1_1ms(void)
-{
-	uint64_t t0, hot0 = st(2).hot_grants;
-	bool held;
-
-	write_settled(2, 2, 30);
-	g_now += MS * 8 / 10;
-	write_settled(2, 0, 31);
-	assert_int_equal(st(2).hot_grants, hot0 + 2);
-	t0 = g_now;
-	g_now = t0 + MS * 7 / 10;
-	assert_int_equal(fault(1, 0, true), 1);
-	deliver(1, 0, DSM_GET_M);
-	deliver(0, 2, DSM_FWD_GET_M);
-	assert_int_equal(queued(2, 0), 0);           /* ext (hold_us): held */
-	g_now = t0 + MS * 11 / 10;
-	dsm_node_tick(W->node[2].n);
-	held = queued(2, 0) == 0;
-	g_now = t0 + 10 * MS;
-	dsm_node_tick(W->node[2].n);
-	settle();
-	assert_int_equal(cpu_read(1, 0), 31);
-	no_fatal();
-	return held;
-}
-
-/*
- * A node that kept running and takes back only hot pages is spinning: its
- * burst is held ext after its latest grant, not twice its gathering time.
- */
-static void test_spinning_burst_short(void **state)
-{
-	(void)state;
-	make_hot_apart();                             /* node 2 never slept */
-	assert_false(hot_burst_held_at_1_1ms());
-}
-
-/* The same pages just after a wake-up (an interrupt's handler): held as usual. */
-static void test_woken_burst_held(void **state)
-{
-	(void)state;
-	make_hot_apart();
-	dsm_node_idle(W->node[2].n, true);
-	dsm_node_idle(W->node[2].n, false);
-	assert_true(hot_burst_held_at_1_1ms());
-}
-
 /* Pages lost after a turn ended (idle) are not refetched: the next turn may not need them. */
 static void test_no_refetch_after_idle(void **state)
 {
@@ -873,8 +801,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_latency_from_cold_pages, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_spinning_burst_short, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_woken_burst_held, setup_burst, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),
