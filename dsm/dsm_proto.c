@@ -370,14 +370,20 @@ static void refetch_lost(struct dsm_node *n, uint64_t except)
  * stream (a guest copying or checking a buffer another node wrote): ask
  * for the next pages too, a window that doubles while the stream goes on
  * (up to DSM_RA_MAX), so that the transfers overlap instead of costing a
- * fault each. Random misses (page tables, scattered data) ask for nothing
- * more. No lock held.
+ * fault each. The stream's next miss is then the page after the window,
+ * which continues it. A write stream also upgrades the next pages it
+ * holds S (a guest overwriting what it just read: msgpass in smpcheck
+ * reads 256 pages another node wrote, then writes them): each upgrade
+ * alone is a round trip, and its write-protect clear a TLB flush after
+ * which the vCPU walks its page tables again, which under nested paging
+ * needs them writable here. Random misses (page tables, scattered data)
+ * ask for nothing more. No lock held.
  */
 #define DSM_RA_MAX 32
 
 static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 {
-	uint64_t last = atomic_exchange(&n->ra_last, p);
+	uint64_t last = atomic_exchange(&n->ra_last, p), q;
 	unsigned w = atomic_load(&n->ra_window), sent = 0;
 	/* a bounded cache: what is read ahead must not evict what is in use */
 	uint64_t max = n->cache_pages ? n->cache_pages / 4 : DSM_RA_MAX;
@@ -390,15 +396,19 @@ static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 		atomic_store(&n->ra_window, 2);
 		return;
 	}
-	for (uint64_t q = p + 1; q <= p + w && q < n->npages && !atomic_load(&n->failed); q++) {
-		/* only pages that are not here at all: a read-ahead never upgrades */
-		if (__atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED) != DSM_I)
+	for (q = p + 1; q <= p + w && q < n->npages && !atomic_load(&n->failed); q++) {
+		uint8_t st = __atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED);
+
+		/* pages not here at all; for a write stream, pages held S too */
+		if (st != DSM_I && !(write && st == DSM_S))
 			continue;
 		if (dsm_proto_fault(n, q, write, true) == 1)
 			sent++;
 	}
 	dsm_count(&n->c.readahead, sent);
 	atomic_store(&n->ra_window, w * 2 > max ? max : w * 2);
+	/* the stream goes on after the window (its pages will not miss) */
+	atomic_compare_exchange_strong(&n->ra_last, &p, q - 1);
 }
 
 /* When p's hold ends, or 0 if it is not held. Under p's lock. */

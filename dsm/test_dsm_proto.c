@@ -710,6 +710,31 @@ static void test_read_ahead(void **state)
 	no_fatal();
 }
 
+/* A write stream over pages held S upgrades the next ones ahead. */
+static void test_read_ahead_upgrades(void **state)
+{
+	uint64_t ra0;
+
+	(void)state;
+	write_settled(1, 2, 5);                      /* page 2 lives on node 1 */
+	g_now += 10 * MS;
+	assert_int_equal(read_settled(2, 0), 0);     /* node 2 reads 0, 1 and 2: S */
+	assert_int_equal(read_settled(2, 1), 0);
+	settle();
+	assert_int_equal(read_settled(2, 2), 5);
+	g_now += 10 * MS;
+	ra0 = st(2).readahead;
+	write_settled(2, 0, 6);                      /* an upgrade: not a stream yet */
+	assert_int_equal(st(2).readahead, ra0);
+	assert_int_equal(fault(2, 1, true), 1);      /* 0 then 1: page 2 upgraded ahead */
+	assert_int_equal(peek(2, 1), DSM_UPGRADE);
+	assert_int_equal(st(2).readahead, ra0 + 1);
+	settle();
+	cpu_write(2, 1, 7);
+	cpu_write(2, 2, 8);                          /* no fault needed */
+	no_fatal();
+}
+
 /* ---- a peer that breaks the protocol is not trusted ---- */
 
 static void bad(unsigned src, unsigned dst, uint8_t type, uint8_t flags, uint64_t page,
@@ -799,6 +824,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_burst_idle_and_yield, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_refetch_lost, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_upgrades, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_fetch_latency_from_cold_pages, setup_burst, teardown),
 		T(test_unexpected_ack),
