@@ -117,6 +117,7 @@ struct fabric {
 	uint8_t secret[FABRIC_SECRET_LEN];
 	uint8_t cluster_id[HS_CLUSTER_ID_LEN];
 	unsigned hb_ms, dead_ms, hs_ms, busy_poll_us;
+	uint64_t timers_ms;             /* when the receive thread last ran its clocks */
 	bool addr_check;
 	struct tcp_addr self_addr;
 	int lfd, epfd, wakefd;
@@ -943,11 +944,36 @@ static void peer_timers(struct fabric *f, struct peer *p, uint64_t now, uint64_t
 	*next = min64(*next, last_tx + f->hb_ms);
 }
 
+/*
+ * This thread did not run its clocks for a while (a long callback, or the
+ * whole host starved: in the lab all nodes share one emulated CPU, and a
+ * 2-3 s freeze made every node declare every other dead at once): peers
+ * could not be heard meanwhile, so their silence counts from now on only
+ * for the time this thread was not running. A peer that really died is
+ * still noticed, dead_ms after this thread resumed.
+ */
+static void forgive_own_stall(struct fabric *f, uint64_t now)
+{
+	uint64_t gap = f->timers_ms && now > f->timers_ms ? now - f->timers_ms : 0;
+
+	f->timers_ms = now;
+	if (gap <= 2 * (uint64_t)f->hb_ms)
+		return;
+	for (unsigned i = 0; i < f->n; i++) {
+		struct peer *p = &f->peers[i];
+
+		if (i != f->self && p->state == PEER_UP)
+			p->last_rx_ms = min64(p->last_rx_ms + gap, now);
+	}
+}
+
 /* Runs the clocks: dials, heartbeats, dead peers, stuck handshakes. Returns the next deadline. */
 static uint64_t run_timers(struct fabric *f)
 {
 	uint64_t now = now_ms(), next = now + f->hb_ms;
 	struct conn *c, *nx;
+
+	forgive_own_stall(f, now);
 
 	for (unsigned i = 0; i < f->n; i++)
 		if (i != f->self)

@@ -507,6 +507,26 @@ static void test_slow_callback(void **state)
 	mesh_destroy(2);
 }
 
+/*
+ * Both receive threads stall longer than dead_ms at once (a host that
+ * starved every node): neither declares the other dead for a silence it
+ * could not have heard.
+ */
+static void test_both_stall(void **state)
+{
+	(void)state;
+	mesh_create(2, 0);
+	mesh_start(2, NULL);
+	assert_int_equal(fabric_send(nodes[1].f, 0, T_STALL, 0, NULL, 0), 0);
+	assert_int_equal(fabric_send(nodes[0].f, 1, T_STALL, 0, NULL, 0), 0);
+	usleep(2000 * 1000);
+	assert_int_equal(nodes[0].nr_down, 0);
+	assert_int_equal(nodes[1].nr_down, 0);
+	assert_int_equal(fabric_send(nodes[0].f, 1, T_ECHO, 0ull << 32 | 1, "echo!", 5), 0);
+	assert_true(WAIT_FOR(nodes[0].echo_replies == 1, 3000));
+	mesh_destroy(2);
+}
+
 /* ---- fake peers: a raw socket driving the handshake by hand -------------- */
 
 static int raw_connect(const char *from_ip, unsigned port)
@@ -1111,6 +1131,7 @@ int main(void)
 		cmocka_unit_test(test_send_errors),
 		cmocka_unit_test(test_destroy_one),
 		cmocka_unit_test(test_slow_callback),
+		cmocka_unit_test(test_both_stall),
 		cmocka_unit_test(test_fake_peers),
 		cmocka_unit_test(test_garbage_after_auth),
 		cmocka_unit_test(test_silent_peer),
