@@ -264,15 +264,7 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 	now = dsm_node_now(n);
 	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
 	if (remote && h->page == p && h->sent_ns && now > h->sent_ns) {
-		/*
-		 * The latency that sizes holds is a transfer's, measured on
-		 * cold pages: a hot page's fetch mostly waited behind another
-		 * node's hold (seen in the lab with 4 nodes: every fetch of
-		 * the last hundred took 100 ms or more, so every hold became
-		 * hold_max, a spinning vCPU's too).
-		 */
-		if (!hot(n, p))
-			fetch_sample(n, now - h->sent_ns);
+		fetch_sample(n, now - h->sent_ns);
 		dsm_count(&n->c.fetch_total_ns, now - h->sent_ns);
 		dsm_count(&n->c.fetches, 1);
 	}

@@ -626,49 +626,6 @@ static void test_refetch_lost(void **state)
 	no_fatal();
 }
 
-/*
- * Pages 1 and 0 go back and forth between node 2 and their home 17 times
- * each (one page after the other: no read-ahead): 34 moves at node 2, hot
- * (DSM_HOT_MOVES). Each turn starts after every hold is over.
- */
-static void make_hot(void)
-{
-	for (uint64_t p = 2; p-- > 0;)
-		for (uint8_t i = 1; i <= 17; i++) {
-			g_now += 10 * MS;
-			write_settled(2, p, i);
-			g_now += 10 * MS;
-			write_settled(0, p, i);
-		}
-	g_now += 10 * MS;
-}
-
-/*
- * The fetch latency that sizes holds comes from cold pages: a hot page's
- * fetch may have waited behind another node's hold.
- */
-static void test_fetch_latency_from_cold_pages(void **state)
-{
-	uint64_t n0;
-
-	(void)state;
-	make_hot();
-	n0 = st(2).fetches;
-	assert_int_equal(fault(2, 0, true), 1);       /* hot: 2 ms, behind a hold */
-	g_now += 2 * MS;
-	settle();
-	assert_int_equal(cpu_read(2, 0), 17);
-	assert_int_equal(st(2).fetch_ns, 0);          /* not a transfer's latency */
-	g_now += 10 * MS;
-	assert_int_equal(fault(2, 2, false), 1);      /* cold: 0.4 ms */
-	g_now += MS * 4 / 10;
-	settle();
-	assert_int_equal(st(2).fetch_ns, 400000);
-	assert_true(st(2).fetches >= n0 + 2);
-	assert_true(st(2).hot_grants > 0);
-	no_fatal();
-}
-
 /* Pages lost after a turn ended (idle) are not refetched: the next turn may not need them. */
 static void test_no_refetch_after_idle(void **state)
 {
@@ -826,7 +783,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead_upgrades, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),
-		cmocka_unit_test_setup_teardown(test_fetch_latency_from_cold_pages, setup_burst, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),
