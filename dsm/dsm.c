@@ -747,6 +747,10 @@ void dsm_node_stats(struct dsm_node *n, struct dsm_stats *st)
 	st->bursts = LD(bursts);
 	st->yields = LD(yields);
 	st->readahead = LD(readahead);
+	st->hot_grants = LD(hot_grants);
+	st->held_ns = LD(held_ns);
+	st->fetch_total_ns = LD(fetch_total_ns);
+	st->fetches = LD(fetches);
 	st->burst_grants = LD(burst_grants);
 	st->cache_max = LD(cache_max);
 	st->fetch_ns = atomic_load(&n->fetch_ns);
@@ -789,6 +793,9 @@ int dsm_stats_format(const struct dsm_stats *st, char *buf, size_t len)
 	    (unsigned long long)st->hold_ext_ns / 1000, (unsigned long long)st->hold_burst_ns / 1000,
 	    (unsigned long long)st->fetch_ns / 1000, (unsigned long long)st->fetch_samples,
 	    (unsigned long long)st->refetched, (unsigned long long)st->readahead);
+	OUT("hot grants %llu held back %llu ms fetches %llu taking %llu ms\n",
+	    (unsigned long long)st->hot_grants, (unsigned long long)st->held_ns / 1000000,
+	    (unsigned long long)st->fetches, (unsigned long long)st->fetch_total_ns / 1000000);
 	OUT("inv sent %llu dropped %llu evict s %llu m %llu queued %llu held_back %llu cache %llu "
 	    "max %llu in_flight %llu\n",
 	    (unsigned long long)st->inv_sent, (unsigned long long)st->inv_dropped,

@@ -250,6 +250,10 @@ struct dsm_stats {
 	uint64_t bursts, burst_grants;  /* bursts begun; grants from other nodes (pages per burst) */
 	uint64_t yields;              /* dsm_node_yield */
 	uint64_t readahead;           /* requests sent ahead of sequential misses */
+	uint64_t hot_grants;          /* remote grants of hot pages (no work for a hold) */
+	uint64_t held_ns;             /* time held-back messages and requests waited, in all */
+	uint64_t fetch_total_ns;      /* time this node's fetches took, in all... */
+	uint64_t fetches;             /* ...and how many were timed */
 	uint64_t cache_held, cache_max;   /* other cells' pages held now / at most */
 	uint64_t in_flight;           /* requests of this node not answered yet */
 	/* The pages that moved (to or from this node) most often. */

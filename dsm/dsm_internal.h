@@ -88,6 +88,7 @@ struct dsm_hold {
 struct dsm_defer {
 	struct dsm_defer *next;
 	uint64_t due_ns;
+	uint64_t since_ns;             /* when it was first held back (statistics) */
 	uint64_t page;
 	unsigned src;
 	bool hold_end;                 /* the home's hold on its own copy is over */
@@ -103,6 +104,12 @@ struct dsm_out {
 };
 
 #define DSM_LOST_MAX 64             /* pages refetched together after a burst */
+/*
+ * A page that moved to or from this node this often is hot: it circulates
+ * between nodes (the guest's page tables under nested paging, a lock, a
+ * flag others spin on). Counted in the statistics (hot_grants).
+ */
+#define DSM_HOT_MOVES 32
 #define DSM_NLOCKS 1024            /* page lock stripes; also hash buckets */
 
 struct dsm_own_range {
@@ -118,6 +125,7 @@ struct dsm_counters {
 	_Atomic uint64_t msgs_tx_type[DSM_MSG_TYPE_END], msgs_rx_type[DSM_MSG_TYPE_END];
 	_Atomic uint64_t inv_sent, inv_dropped, evict_s, evict_m, queued, held_back, refetched;
 	_Atomic uint64_t bursts, burst_grants, yields, readahead;
+	_Atomic uint64_t hot_grants, held_ns, fetch_total_ns, fetches;
 	_Atomic uint64_t cache_max;
 };
 

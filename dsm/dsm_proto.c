@@ -181,10 +181,16 @@ static uint64_t hold_burst(struct dsm_node *n)
 
 /*
  * A burst ends ext after its latest grant, or later when gathering its
- * pages cost more: twice the time it took, or twice a fetch per page it
- * holds (a node that paid for many transfers gets to use them; where the
+ * pages cost more: twice the time it took, or hold_factor fetches per page
+ * it holds (a node that paid for many transfers gets to use them; where the
  * host has fewer cores than busy threads, a transfer is CPU time the guest
  * does not get) — and at most burst after it began.
+ *
+ * Hot pages (DSM_HOT_MOVES) count like the others. Tried in the lab: a
+ * burst of hot pages only held ext after its latest grant (a spinning
+ * vCPU's re-walk is no work to amortise) doubled the pages moved per
+ * second and slowed the 4-node boot: a vCPU woken for an interrupt lost
+ * the page tables again before its handler was done (docs/dsm.md).
  */
 static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
 {
@@ -201,6 +207,11 @@ static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
 	a = start + hold_burst(n);
 	b = last + ext;
 	return a < b ? a : b;
+}
+
+static bool hot(struct dsm_node *n, uint64_t p)
+{
+	return n->pages[p].moves >= DSM_HOT_MOVES;
 }
 
 /*
@@ -252,8 +263,11 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 		return;
 	now = dsm_node_now(n);
 	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
-	if (remote && h->page == p && h->sent_ns && now > h->sent_ns)
+	if (remote && h->page == p && h->sent_ns && now > h->sent_ns) {
 		fetch_sample(n, now - h->sent_ns);
+		dsm_count(&n->c.fetch_total_ns, now - h->sent_ns);
+		dsm_count(&n->c.fetches, 1);
+	}
 	*h = (struct dsm_hold){ .page = p, .at_ns = now, .remote = remote };
 	if (!remote)
 		return;
@@ -264,6 +278,8 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 		atomic_store(&n->burst_pages, 0);
 		dsm_count(&n->c.bursts, 1);
 	}
+	if (hot(n, p))
+		dsm_count(&n->c.hot_grants, 1);
 	atomic_fetch_add(&n->burst_pages, 1);
 	dsm_count(&n->c.burst_grants, 1);
 	atomic_store(&n->burst_last, now);
@@ -346,14 +362,20 @@ static void refetch_lost(struct dsm_node *n, uint64_t except)
  * stream (a guest copying or checking a buffer another node wrote): ask
  * for the next pages too, a window that doubles while the stream goes on
  * (up to DSM_RA_MAX), so that the transfers overlap instead of costing a
- * fault each. Random misses (page tables, scattered data) ask for nothing
- * more. No lock held.
+ * fault each. The stream's next miss is then the page after the window,
+ * which continues it. A write stream also upgrades the next pages it
+ * holds S (a guest overwriting what it just read: msgpass in smpcheck
+ * reads 256 pages another node wrote, then writes them): each upgrade
+ * alone is a round trip, and its write-protect clear a TLB flush after
+ * which the vCPU walks its page tables again, which under nested paging
+ * needs them writable here. Random misses (page tables, scattered data)
+ * ask for nothing more. No lock held.
  */
 #define DSM_RA_MAX 32
 
 static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 {
-	uint64_t last = atomic_exchange(&n->ra_last, p);
+	uint64_t last = atomic_exchange(&n->ra_last, p), q;
 	unsigned w = atomic_load(&n->ra_window), sent = 0;
 	/* a bounded cache: what is read ahead must not evict what is in use */
 	uint64_t max = n->cache_pages ? n->cache_pages / 4 : DSM_RA_MAX;
@@ -366,15 +388,19 @@ static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 		atomic_store(&n->ra_window, 2);
 		return;
 	}
-	for (uint64_t q = p + 1; q <= p + w && q < n->npages && !atomic_load(&n->failed); q++) {
-		/* only pages that are not here at all: a read-ahead never upgrades */
-		if (__atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED) != DSM_I)
+	for (q = p + 1; q <= p + w && q < n->npages && !atomic_load(&n->failed); q++) {
+		uint8_t st = __atomic_load_n(&n->pages[q].state, __ATOMIC_RELAXED);
+
+		/* pages not here at all; for a write stream, pages held S too */
+		if (st != DSM_I && !(write && st == DSM_S))
 			continue;
 		if (dsm_proto_fault(n, q, write, true) == 1)
 			sent++;
 	}
 	dsm_count(&n->c.readahead, sent);
 	atomic_store(&n->ra_window, w * 2 > max ? max : w * 2);
+	/* the stream goes on after the window (its pages will not miss) */
+	atomic_compare_exchange_strong(&n->ra_last, &p, q - 1);
 }
 
 /* When p's hold ends, or 0 if it is not held. Under p's lock. */
@@ -409,6 +435,7 @@ static bool defer(struct dsm_node *n, uint64_t p, unsigned src, const struct dsm
 		return false;
 	}
 	e->due_ns = due;
+	e->since_ns = dsm_node_now(n);
 	e->page = p;
 	e->src = src;
 	e->hold_end = hold_end;
@@ -1461,10 +1488,15 @@ static bool run_deferred(struct dsm_node *n, struct dsm_defer *e)
 				finish(n, dir_of(n, p), t);
 		}
 	}
-	if (until)
+	if (until) {
 		requeue(n, e, until);
-	else if (!deferred(n, p))
-		n->pages[p].flags &= ~PF_DEFER;
+	} else {
+		uint64_t now = dsm_node_now(n);
+
+		dsm_count(&n->c.held_ns, now > e->since_ns ? now - e->since_ns : 0);
+		if (!deferred(n, p))
+			n->pages[p].flags &= ~PF_DEFER;
+	}
 	pthread_mutex_unlock(plock(n, p));
 	dsm_proto_flush(n);
 	return until != 0;

@@ -626,6 +626,23 @@ static void test_refetch_lost(void **state)
 	no_fatal();
 }
 
+/* Pages lost after a turn ended (idle) are not refetched: the next turn may not need them. */
+static void test_no_refetch_after_idle(void **state)
+{
+	(void)state;
+	burst_on_node2();
+	dsm_node_idle(W->node[2].n, true);
+	write_settled(0, 1, 3);
+	write_settled(0, 0, 4);
+	dsm_node_idle(W->node[2].n, false);
+	g_now += 10 * MS;
+	assert_int_equal(fault(2, 1, false), 1);
+	assert_int_equal(queued(2, 0), 1);
+	assert_int_equal(st(2).refetched, 0);
+	settle();
+	no_fatal();
+}
+
 /* Sequential misses ask for the next pages; scattered ones do not. */
 static void test_read_ahead(void **state)
 {
@@ -647,6 +664,31 @@ static void test_read_ahead(void **state)
 	settle();
 	assert_int_equal(cpu_read(2, 2), 5);
 	assert_int_equal(cpu_read(2, 1), 6);
+	no_fatal();
+}
+
+/* A write stream over pages held S upgrades the next ones ahead. */
+static void test_read_ahead_upgrades(void **state)
+{
+	uint64_t ra0;
+
+	(void)state;
+	write_settled(1, 2, 5);                      /* page 2 lives on node 1 */
+	g_now += 10 * MS;
+	assert_int_equal(read_settled(2, 0), 0);     /* node 2 reads 0, 1 and 2: S */
+	assert_int_equal(read_settled(2, 1), 0);
+	settle();
+	assert_int_equal(read_settled(2, 2), 5);
+	g_now += 10 * MS;
+	ra0 = st(2).readahead;
+	write_settled(2, 0, 6);                      /* an upgrade: not a stream yet */
+	assert_int_equal(st(2).readahead, ra0);
+	assert_int_equal(fault(2, 1, true), 1);      /* 0 then 1: page 2 upgraded ahead */
+	assert_int_equal(peek(2, 1), DSM_UPGRADE);
+	assert_int_equal(st(2).readahead, ra0 + 1);
+	settle();
+	cpu_write(2, 1, 7);
+	cpu_write(2, 2, 8);                          /* no fault needed */
 	no_fatal();
 }
 
@@ -739,6 +781,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_burst_idle_and_yield, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_refetch_lost, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_upgrades, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),
 		T(test_unexpected_ack),
 		T(test_unasked_data),
 		T(test_beyond_ram),

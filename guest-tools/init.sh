@@ -52,6 +52,21 @@ mount -t tmpfs tmpfs /tmp
 read -r uptime _ </proc/uptime
 echo "GRAPPE-GUEST: uptime=$uptime kernel=$(uname -r)"
 
+# CPUs the command line kept offline through the kernel's boot (maxcpus=:
+# a cluster's remote CPUs, docs/cluster.md "The guest's command line") come
+# online now, before anything runs on them.
+late=""
+for c in /sys/devices/system/cpu/cpu[0-9]*; do
+    if [ -w "$c/online" ] && [ "$(cat "$c/online")" = 0 ]; then
+        echo 1 >"$c/online" || echo "GRAPPE-GUEST: cannot online ${c##*/}"
+        late="$late ${c##*/cpu}"
+    fi
+done
+if [ -n "$late" ]; then
+    read -r uptime _ </proc/uptime
+    echo "GRAPPE-GUEST: cpus online late:$late uptime=$uptime"
+fi
+
 # Value of a grappe.* parameter, empty if absent.
 param() {
     # shellcheck disable=SC2013  # words are what we want

@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -340,11 +342,41 @@ static void check_mutex(void)
  * A token goes round the CPUs. The holder verifies the buffer written by the
  * previous CPU (its pattern), writes its own pattern, and hands the token on
  * with a release store; the next CPU takes it with an acquire load. Every
- * CPU thus reads megabytes written on another CPU, possibly another node. */
+ * CPU thus reads megabytes written on another CPU, possibly another node.
+ *
+ * A CPU waiting for the token spins a little, then sleeps on a futex, as an
+ * adaptive lock does. Spinning alone would test nothing more (the acquire
+ * load is the same) and, on a cluster, is the one thing a waiter must not do
+ * for long: each spinning vCPU on another node re-walks the page tables the
+ * holder also walks (docs/cluster.md, "Spinning across nodes"). */
 
 static uint64_t *mp_buf;
 static size_t mp_words;
-static uint64_t mp_token __attribute__((aligned(CACHELINE)));
+static uint32_t mp_token __attribute__((aligned(CACHELINE)));
+
+#define MP_SPINS 4096
+
+static void mp_wait_token(uint32_t step)
+{
+    unsigned spins = 0;
+    for (;;) {
+        uint32_t seen = __atomic_load_n(&mp_token, __ATOMIC_ACQUIRE);
+        if (seen == step)
+            return;
+        if (spins < MP_SPINS) {
+            cpu_relax(&spins);
+            continue;
+        }
+        /* Returns at once if the token moved since it was read. */
+        syscall(SYS_futex, &mp_token, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+    }
+}
+
+static void mp_pass_token(uint32_t next)
+{
+    __atomic_store_n(&mp_token, next, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &mp_token, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
 
 static uint64_t pattern(uint64_t seed, size_t i)
 {
@@ -360,9 +392,7 @@ static void *mp_fn(struct worker *w)
     uint64_t step0 = (uint64_t)w->idx;
     uint64_t total = (uint64_t)ncpus * (uint64_t)opt_rounds;
     for (uint64_t step = step0; step < total; step += (uint64_t)ncpus) {
-        unsigned spins = 0;
-        while (__atomic_load_n(&mp_token, __ATOMIC_ACQUIRE) != step)
-            cpu_relax(&spins);
+        mp_wait_token((uint32_t)step);
         if (step > 0) {
             uint64_t seed = step - 1; /* written by the previous holder */
             for (size_t i = 0; i < mp_words; i++)
@@ -375,7 +405,7 @@ static void *mp_fn(struct worker *w)
         }
         for (size_t i = 0; i < mp_words; i++)
             mp_buf[i] = pattern(step, i);
-        __atomic_store_n(&mp_token, step + 1, __ATOMIC_RELEASE);
+        mp_pass_token((uint32_t)(step + 1));
     }
     return NULL;
 }
@@ -703,7 +733,7 @@ int main(int argc, char **argv)
         else if ((v = num_arg(a, "--mib")) >= 0)
             opt_mib = v ? v : 1;
         else if ((v = num_arg(a, "--rounds")) >= 0)
-            opt_rounds = v ? v : 1;
+            opt_rounds = v < 1 ? 1 : v > (1 << 20) ? (1 << 20) : v; /* the token is 32 bits */
         else if ((v = num_arg(a, "--pingpong-ms")) >= 0)
             opt_pingpong_ms = v;
         else if ((v = num_arg(a, "--pingpong-max")) >= 0)

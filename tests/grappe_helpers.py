@@ -24,12 +24,15 @@ CLUSTER_DISTANCE = 40
 def cluster_cmdline(vcpus, nodes):
     """The guest command line recommended for a cluster (docs/cluster.md):
     the CPUs of nodes other than the I/O node (node 0) run what is placed on
-    them, without the scheduler's balancing, ticks or RCU callbacks."""
+    them, without the scheduler's balancing, ticks or RCU callbacks, and come
+    online only when init runs (maxcpus=: through the kernel's own boot every
+    CPU ticks periodically and takes every text-patching IPI, and on another
+    node each of those moves the kernel's page tables)."""
     first = next(i for i in range(vcpus) if i * nodes // vcpus > 0) if nodes > 1 else vcpus
     out = "nokaslr numa_balancing=disable"
     if first < vcpus:
         cpus = f"{first}-{vcpus - 1}" if first < vcpus - 1 else f"{first}"
-        out += f" isolcpus={cpus} nohz_full={cpus} rcu_nocbs={cpus}"
+        out += f" isolcpus={cpus} nohz_full={cpus} rcu_nocbs={cpus} maxcpus={first}"
     return out
 
 

@@ -133,6 +133,10 @@ static void dsm_stats_json(void *ctx, struct json_object *out)
 	json_object_object_add(d, "hold_ext_us", jint(st.hold_ext_ns / 1000));
 	json_object_object_add(d, "hold_burst_us", jint(st.hold_burst_ns / 1000));
 	json_object_object_add(d, "fetch_us", jint(st.fetch_ns / 1000));
+	json_object_object_add(d, "hot_grants", jint(st.hot_grants));
+	json_object_object_add(d, "held_ms", jint(st.held_ns / 1000000));
+	json_object_object_add(d, "fetches", jint(st.fetches));
+	json_object_object_add(d, "fetch_total_ms", jint(st.fetch_total_ns / 1000000));
 	for (unsigned i = 0; i < DSM_STATS_TOP && st.top[i].count; i++) {
 		struct json_object *h = json_object_new_object();
 		char gpa[32];
@@ -303,6 +307,14 @@ static void log_summary(struct cluster_ram *r)
 		(unsigned long long)st.pages_rx, (unsigned long long)st.pages_tx,
 		(unsigned long long)(st.evict_s + st.evict_m), (unsigned long long)st.evict_m,
 		(unsigned long long)st.cache_max);
+	fprintf(stderr, "grappe-node %u: dsm: bursts %llu, grants %llu (hot %llu), yields %llu, "
+		"refetched %llu, held back %llu ms in all, fetches %llu taking %llu ms "
+		"(fastest %llu us)\n", r->m->pl.self, (unsigned long long)st.bursts,
+		(unsigned long long)st.burst_grants, (unsigned long long)st.hot_grants,
+		(unsigned long long)st.yields, (unsigned long long)st.refetched,
+		(unsigned long long)st.held_ns / 1000000, (unsigned long long)st.fetches,
+		(unsigned long long)st.fetch_total_ns / 1000000,
+		(unsigned long long)st.fetch_ns / 1000);
 }
 
 void cluster_ram_destroy(struct cluster_ram *r)
