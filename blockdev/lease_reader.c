@@ -3,12 +3,14 @@
  * A serving node's view of a replicated volume (lease_reader.h,
  * docs/volume.md "Read leases").
  *
- * One lock covers the leases and the reads in flight per region: a read
- * checks its lease and counts itself in flight under it, a REVOKE clears
- * the lease under it, so no read starts on a revoked region, and the ACK
- * goes once the count of the region (of the store, for LEASE_ALL_REGIONS)
- * is back to zero — from the fabric thread if nothing is in flight, else
- * from the thread of the last read to finish.
+ * One lock covers the leases: a read checks its lease under it, a REVOKE
+ * clears the lease under it, so no read starts on a revoked region, and the
+ * ACK goes at once. A local read still in flight then may see the write the
+ * revocation lets through (or a torn mix): so a read notes the region's
+ * revocation count when it starts and, if the count moved by the time the
+ * read returns, throws its data away and reads through the I/O node. The
+ * ACK never waits for this node's disk: a local read that hangs delays its
+ * own request, not the coordinator's failure round of that store.
  *
  * Messages are sent after that lock is released (the fabric thread takes
  * it, and a send may wait for the peer). The coordinator sends without
@@ -33,21 +35,15 @@
 /* After a refusal, reads of the region are forwarded without asking again for this long. */
 #define RETRY_NS (100ull * 1000 * 1000)
 
-struct owed_ack {
-	struct owed_ack *next;
-	unsigned store;
-	uint64_t region;              /* or LEASE_ALL_REGIONS */
-	uint64_t seq;
-};
-
 struct local_store {
 	struct blockdev *bd;          /* NULL: not on this node */
 	uint64_t *leased, *asked;     /* bit per region */
 	uint64_t *retry_after;        /* per region: monotonic ns before which not to ask */
 	uint64_t *revoked_seq;        /* per region: the newest revocation seen */
 	uint64_t revoked_all_seq;     /* the newest revocation of every region */
-	uint32_t *inflight;           /* per region */
-	uint64_t total_inflight, nleased;
+	uint64_t *revocations;        /* per region: how many revocations it had */
+	uint64_t revocations_all;     /* ... and the store as a whole */
+	uint64_t nleased;
 };
 
 struct lease_reader {
@@ -58,7 +54,6 @@ struct lease_reader {
 	pthread_mutex_t lock;
 	bool coordinator_dead;
 	struct local_store st[LEASE_MAX_STORES];
-	struct owed_ack *owed;
 	struct lease_reader_stats stats; /* counters under lock, except the atomics below */
 	int refs;                     /* atomic: the blockdev's and the owner's */
 };
@@ -161,49 +156,14 @@ static bool ask_locked(struct lease_reader *lr, uint64_t chunk, struct lease_msg
 	return false;
 }
 
-/* Under lock: the acknowledgements whose reads are all done, taken off the owed list. */
-static struct owed_ack *settle_acks_locked(struct lease_reader *lr)
-{
-	struct owed_ack **pp = &lr->owed, *ready = NULL;
-
-	while (*pp) {
-		struct owed_ack *a = *pp;
-		struct local_store *ls = &lr->st[a->store];
-		bool busy = a->region == LEASE_ALL_REGIONS ? ls->total_inflight
-							   : ls->inflight[a->region];
-
-		if (busy) {
-			pp = &a->next;
-			continue;
-		}
-		*pp = a->next;
-		a->next = ready;
-		ready = a;
-	}
-	return ready;
-}
-
-/* Without the lock: sends and frees what settle_acks_locked() returned. */
-static void send_acks(struct lease_reader *lr, struct owed_ack *ready)
-{
-	while (ready) {
-		struct owed_ack *a = ready;
-
-		ready = a->next;
-		send_msg(lr, &(struct lease_msg){ .type = LEASE_MSG_ACK, .store = a->store,
-						  .region = a->region, .seq = a->seq });
-		free(a);
-	}
-}
-
 /* The piece from this node's copy under a lease: 0, or why it could not be. */
 static int read_local(struct lease_reader *lr, uint64_t chunk, uint64_t within,
 		      const struct iovec *iov, int iovcnt, uint64_t len)
 {
-	uint64_t region = chunk / lr->c.region_chunks;
-	struct owed_ack *ready = NULL;
+	uint64_t region = chunk / lr->c.region_chunks, revs, revs_all;
 	struct local_store *ls;
 	struct lease_msg ask;
+	bool revoked;
 	int s, rc;
 
 	pthread_mutex_lock(&lr->lock);
@@ -217,20 +177,21 @@ static int read_local(struct lease_reader *lr, uint64_t chunk, uint64_t within,
 		return -ENOENT;
 	}
 	ls = &lr->st[s];
-	ls->inflight[region]++;
-	ls->total_inflight++;
+	revs = ls->revocations[region];
+	revs_all = ls->revocations_all;
 	pthread_mutex_unlock(&lr->lock);
 
 	rc = blockdev_read(ls->bd, iov, iovcnt, vlayout_data_offset(&lr->lay, chunk, (unsigned)s) +
 				   within);
 
 	pthread_mutex_lock(&lr->lock);
-	ls->inflight[region]--;
-	ls->total_inflight--;
-	if (lr->owed)
-		ready = settle_acks_locked(lr);
+	revoked = ls->revocations[region] != revs || ls->revocations_all != revs_all;
 	pthread_mutex_unlock(&lr->lock);
-	send_acks(lr, ready);
+	if (revoked) {
+		/* Acknowledged while this read ran: the copy may have changed under it. */
+		count(&lr->stats.late_reads, 1);
+		return -ESTALE;
+	}
 	if (rc) {
 		/* The I/O node reads another copy, and fails this store if it is broken. */
 		count(&lr->stats.local_errors, 1);
@@ -372,13 +333,8 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
-/*
- * Under lock: drops the lease(s) at once, so no read starts under them,
- * and owes the acknowledgement (a, allocated by the caller) until the
- * reads in flight there are done. Returns the acknowledgements now due.
- */
-static struct owed_ack *on_revoke(struct lease_reader *lr, const struct lease_msg *m,
-				  struct owed_ack *a)
+/* Under lock: drops the lease(s), so that no read starts under them, and marks the reads in flight stale. */
+static void on_revoke(struct lease_reader *lr, const struct lease_msg *m)
 {
 	struct local_store *ls = &lr->st[m->store];
 
@@ -386,34 +342,25 @@ static struct owed_ack *on_revoke(struct lease_reader *lr, const struct lease_ms
 		memset(ls->leased, 0, (lr->regions + 63) / 64 * sizeof(uint64_t));
 		ls->nleased = 0;
 		ls->revoked_all_seq = max_u64(ls->revoked_all_seq, m->seq);
+		ls->revocations_all++;
 	} else {
 		if (bit(ls->leased, m->region)) {
 			set_bit(ls->leased, m->region, false);
 			ls->nleased--;
 		}
 		ls->revoked_seq[m->region] = max_u64(ls->revoked_seq[m->region], m->seq);
+		ls->revocations[m->region]++;
 	}
 	lr->stats.revoked++;
-	*a = (struct owed_ack){ .next = lr->owed, .store = m->store, .region = m->region,
-				.seq = m->seq };
-	lr->owed = a;
-	return settle_acks_locked(lr);
 }
 
 static void revoke(struct lease_reader *lr, const struct lease_msg *m)
 {
-	struct owed_ack *a = malloc(sizeof(*a)), *ready;
-
-	while (!a) {
-		/* The coordinator waits for this ACK: it cannot be dropped. */
-		lr_log(lr, "read leases: out of memory for revocation %" PRIu64 "; retrying", m->seq);
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-		a = malloc(sizeof(*a));
-	}
 	pthread_mutex_lock(&lr->lock);
-	ready = on_revoke(lr, m, a);
+	on_revoke(lr, m);
 	pthread_mutex_unlock(&lr->lock);
-	send_acks(lr, ready);
+	send_msg(lr, &(struct lease_msg){ .type = LEASE_MSG_ACK, .store = m->store,
+					  .region = m->region, .seq = m->seq });
 }
 
 void lease_reader_receive(struct lease_reader *lr, unsigned src, uint16_t type,
@@ -475,9 +422,10 @@ static int init_store(struct lease_reader *lr, unsigned s)
 	ls->asked = calloc(words, sizeof(uint64_t));
 	ls->retry_after = calloc(lr->regions, sizeof(uint64_t));
 	ls->revoked_seq = calloc(lr->regions, sizeof(uint64_t));
-	ls->inflight = calloc(lr->regions, sizeof(uint32_t));
-	return ls->leased && ls->asked && ls->retry_after && ls->revoked_seq && ls->inflight ? 0
-												     : -1;
+	ls->revocations = calloc(lr->regions, sizeof(uint64_t));
+	return ls->leased && ls->asked && ls->retry_after && ls->revoked_seq && ls->revocations
+		       ? 0
+		       : -1;
 }
 
 int lease_reader_create(const struct lease_reader_config *cfg, struct lease_reader **out,
@@ -543,6 +491,7 @@ void lease_reader_stats(struct lease_reader *lr, struct lease_reader_stats *st)
 	st->reads_forwarded = __atomic_load_n(&lr->stats.reads_forwarded, __ATOMIC_RELAXED);
 	st->bytes_forwarded = __atomic_load_n(&lr->stats.bytes_forwarded, __ATOMIC_RELAXED);
 	st->local_errors = __atomic_load_n(&lr->stats.local_errors, __ATOMIC_RELAXED);
+	st->late_reads = __atomic_load_n(&lr->stats.late_reads, __ATOMIC_RELAXED);
 	st->leases = 0;
 	for (unsigned s = 0; s < LEASE_MAX_STORES; s++)
 		st->leases += lr->st[s].nleased;
@@ -562,9 +511,10 @@ void lease_reader_destroy(struct lease_reader *lr)
 		return;
 	lease_reader_stats(lr, &st);
 	lr_log(lr, "read leases: %" PRIu64 " reads (%" PRIu64 " KiB) from this node's store, %"
-	       PRIu64 " through the I/O node, %" PRIu64 " local errors; leases granted %" PRIu64
-	       ", refused %" PRIu64 ", revoked %" PRIu64, st.reads_local, st.bytes_local >> 10,
-	       st.reads_forwarded, st.local_errors, st.granted, st.refused, st.revoked);
+	       PRIu64 " through the I/O node, %" PRIu64 " local errors, %" PRIu64 " reread after a revocation"
+	       "; leases granted %" PRIu64 ", refused %" PRIu64 ", revoked %" PRIu64, st.reads_local,
+	       st.bytes_local >> 10, st.reads_forwarded, st.local_errors, st.late_reads, st.granted,
+	       st.refused, st.revoked);
 	__atomic_store_n(&lr->c.log, NULL, __ATOMIC_RELEASE);
 	lr_put(lr);
 }
@@ -576,13 +526,7 @@ static void lr_free(struct lease_reader *lr)
 		free(lr->st[s].asked);
 		free(lr->st[s].retry_after);
 		free(lr->st[s].revoked_seq);
-		free(lr->st[s].inflight);
-	}
-	while (lr->owed) {
-		struct owed_ack *a = lr->owed;
-
-		lr->owed = a->next;
-		free(a);
+		free(lr->st[s].revocations);
 	}
 	pthread_mutex_destroy(&lr->lock);
 	free(lr);

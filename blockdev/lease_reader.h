@@ -44,6 +44,7 @@ struct lease_reader_stats {
 	uint64_t reads_local, bytes_local;         /* served from this node's copy */
 	uint64_t reads_forwarded, bytes_forwarded; /* (pieces) sent to the I/O node */
 	uint64_t local_errors;                     /* local reads that failed, then forwarded */
+	uint64_t late_reads;                       /* local reads a revocation overtook, reread */
 	uint64_t granted, refused, revoked;        /* lease messages received */
 	uint64_t stale_grants;                     /* grants that came after their revocation */
 	uint64_t leases;                           /* held now */

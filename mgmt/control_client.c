@@ -889,13 +889,15 @@ static void print_read_leases(FILE *f, const struct control_node_report *r, unsi
 
 			fprintf(f, "node %" PRIu64 " reads of volume %s: %" PRIu64 " from its own store (%"
 				PRIu64 " B), %" PRIu64 " through the I/O node (%" PRIu64 " B), %" PRIu64
-				" local errors; %" PRIu64 " leases held\n",
+				" local errors, %" PRIu64 " reread after a revocation; %" PRIu64
+				" leases held\n",
 				jnum_or0(jget(r[i].stats, "node", NULL)),
 				json_object_get_string(jget(v, "volume", NULL)),
 				jnum_or0(jget(v, "reads_local", NULL)), jnum_or0(jget(v, "bytes_local", NULL)),
 				jnum_or0(jget(v, "reads_forwarded", NULL)),
 				jnum_or0(jget(v, "bytes_forwarded", NULL)),
-				jnum_or0(jget(v, "local_errors", NULL)), jnum_or0(jget(v, "leases", NULL)));
+				jnum_or0(jget(v, "local_errors", NULL)),
+				jnum_or0(jget(v, "late_reads", NULL)), jnum_or0(jget(v, "leases", NULL)));
 		}
 	}
 }

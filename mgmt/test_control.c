@@ -1329,7 +1329,7 @@ static void test_stats_print_read_leases(void **state)
 	r[1].stats = json_tokener_parse(
 		"{\"node\":1,\"read_leases\":[],\"local_reads\":[{\"volume\":\"vol0\","
 		"\"reads_local\":40,\"bytes_local\":163840,\"reads_forwarded\":6,"
-		"\"bytes_forwarded\":24576,\"local_errors\":0,\"leases\":3,\"granted\":5,"
+		"\"bytes_forwarded\":24576,\"local_errors\":0,\"late_reads\":1,\"leases\":3,\"granted\":5,"
 		"\"refused\":1,\"revoked\":2}]}");
 	f = open_memstream(&out, &len);
 	control_stats_print(f, r, 2);
@@ -1337,7 +1337,8 @@ static void test_stats_print_read_leases(void **state)
 	if (!strstr(out, "volume vol0 read leases (node 0): 3 held, 5 granted, 1 refused, "
 		    "2 revoked\n") ||
 	    !strstr(out, "node 1 reads of volume vol0: 40 from its own store (163840 B), 6 through "
-		    "the I/O node (24576 B), 0 local errors; 3 leases held\n"))
+		    "the I/O node (24576 B), 0 local errors, 1 reread after a revocation; 3 leases "
+		    "held\n"))
 		fail_msg("unexpected output:\n%s", out);
 	free(out);
 	for (int i = 0; i < 2; i++)

@@ -525,6 +525,7 @@ static struct json_object *reader_json(const struct vm_volume *v, struct lease_r
 	add_u64(o, "reads_forwarded", st.reads_forwarded);
 	add_u64(o, "bytes_forwarded", st.bytes_forwarded);
 	add_u64(o, "local_errors", st.local_errors);
+	add_u64(o, "late_reads", st.late_reads);
 	add_u64(o, "leases", st.leases);
 	add_u64(o, "granted", st.granted);
 	add_u64(o, "refused", st.refused);
