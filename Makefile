@@ -3,6 +3,8 @@
 #   DIR/*.c            library code, linked into both programs and the tests
 #   DIR/*_main.c       a program (vmm/node_main.c -> grappe-node, mgmt/grappe_main.c -> grappe)
 #   DIR/test_*.c       a cmocka unit test, run by `make check`
+#   DIR/*_fixture.c    test code shared by unit tests, linked into each (an archive:
+#                      a test takes only what it uses)
 #   DIR/fuzz_*.c       a libFuzzer target, run briefly by `make check`
 
 SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
@@ -18,13 +20,15 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 
 ALL_SRCS  := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
-TEST_SRCS := $(filter $(addsuffix /test_%.c,$(SRC_DIRS)),$(ALL_SRCS))
+FIXT_SRCS := $(filter %_fixture.c,$(ALL_SRCS))
+TEST_SRCS := $(filter-out $(FIXT_SRCS),$(filter $(addsuffix /test_%.c,$(SRC_DIRS)),$(ALL_SRCS)))
 FUZZ_SRCS := $(filter $(addsuffix /fuzz_%.c,$(SRC_DIRS)),$(ALL_SRCS))
-LIB_SRCS  := $(filter-out $(MAIN_SRCS) $(TEST_SRCS) $(FUZZ_SRCS),$(ALL_SRCS))
+LIB_SRCS  := $(filter-out $(MAIN_SRCS) $(TEST_SRCS) $(FUZZ_SRCS) $(FIXT_SRCS),$(ALL_SRCS))
 
 B         := build
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 ASAN_OBJS := $(LIB_SRCS:%.c=$(B)/asan/%.o)
+FIXT_OBJS := $(FIXT_SRCS:%.c=$(B)/asan/%.o)
 TESTS     := $(foreach t,$(TEST_SRCS),$(B)/tests/$(notdir $(t:.c=)))
 FUZZERS   := $(foreach f,$(FUZZ_SRCS),$(B)/fuzz/$(notdir $(f:.c=)))
 PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench \
@@ -46,6 +50,10 @@ $(B)/lib/libgrappe.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/lib/libgrappe-asan.a: $(ASAN_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/lib/libfixtures-asan.a: $(FIXT_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -71,9 +79,10 @@ $(B)/bin/dsm-bench: dsm/dsm_bench_main.c $(B)/lib/libgrappe.a
 # Unit tests are built with ASan and UBSan: they are where memory errors in
 # parsers and device models are cheapest to find.
 define test_rule
-$(B)/tests/$(notdir $(1:.c=)): $(1) $(B)/lib/libgrappe-asan.a
+$(B)/tests/$(notdir $(1:.c=)): $(1) $(B)/lib/libfixtures-asan.a $(B)/lib/libgrappe-asan.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(ALL_CFLAGS) $$(SAN) -O1 $$< $(B)/lib/libgrappe-asan.a $$(LDLIBS) -lcmocka -o $$@
+	$$(CC) $$(ALL_CFLAGS) $$(SAN) -O1 $$< $(B)/lib/libfixtures-asan.a $(B)/lib/libgrappe-asan.a \
+		$$(LDLIBS) -lcmocka -o $$@
 endef
 $(foreach t,$(TEST_SRCS),$(eval $(call test_rule,$(t))))
 

@@ -33,6 +33,7 @@
 #include "blockdev/file_store.h"
 #include "blockdev/lease_coord.h"
 #include "blockdev/lease_reader.h"
+#include "blockdev/test_loopback_fixture.h"
 #include "blockdev/volume.h"
 #include "blockdev/volume_layout.h"
 
@@ -178,108 +179,27 @@ static unsigned wrap_held(struct wrap *w)
 	return n;
 }
 
-/* ---- the loopback link: one direction, delivered in order by its own thread ---- */
+/* ---- the links: lease messages only, in order (test_loopback_fixture.h) ---- */
 
-struct frame {
-	struct frame *next;
-	uint16_t type;
-	size_t len;
-	uint8_t data[64];
-};
-
-struct link {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct frame *q, **tail;
-	bool stop, drop;
-	unsigned from, to_node;
-	void (*deliver)(void *to, unsigned src, uint16_t type, const void *p, size_t len);
-	void *to;
-	unsigned sent;
-	pthread_t thread;
-};
-
-static int link_send(void *ctx, unsigned dst, uint16_t type, uint64_t req_id,
-		     const struct iovec *iov, int iovcnt)
+/* Lease messages are one-way (no request id), between the two nodes only. */
+static int lease_send(void *ctx, unsigned dst, uint16_t type, uint64_t req_id,
+		      const struct iovec *iov, int iovcnt)
 {
-	struct link *l = ctx;
-	struct frame *f = calloc(1, sizeof(*f));
+	struct loopback_link *l = ctx;
 
-	assert_non_null(f);
 	assert_int_equal(dst, l->to_node);
 	assert_int_equal(req_id, 0);
-	f->type = type;
-	for (int i = 0; i < iovcnt; i++) {
-		assert_true(f->len + iov[i].iov_len <= sizeof(f->data));
-		memcpy(f->data + f->len, iov[i].iov_base, iov[i].iov_len);
-		f->len += iov[i].iov_len;
-	}
-	pthread_mutex_lock(&l->lock);
-	l->sent++;
-	if (l->drop) {
-		free(f);
-	} else {
-		*l->tail = f;
-		l->tail = &f->next;
-		pthread_cond_signal(&l->cond);
-	}
-	pthread_mutex_unlock(&l->lock);
-	return 0;
+	return loopback_link_send(ctx, dst, type, req_id, iov, iovcnt);
 }
 
-static void *link_main(void *arg)
-{
-	struct link *l = arg;
-
-	pthread_mutex_lock(&l->lock);
-	for (;;) {
-		struct frame *f = l->q;
-
-		if (!f) {
-			if (l->stop)
-				break;
-			pthread_cond_wait(&l->cond, &l->lock);
-			continue;
-		}
-		l->q = f->next;
-		if (!l->q)
-			l->tail = &l->q;
-		pthread_mutex_unlock(&l->lock);
-		l->deliver(l->to, l->from, f->type, f->data, f->len);
-		free(f);
-		pthread_mutex_lock(&l->lock);
-	}
-	pthread_mutex_unlock(&l->lock);
-	return NULL;
-}
-
-static void link_start(struct link *l, unsigned from, unsigned to_node)
-{
-	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->cond, NULL);
-	l->tail = &l->q;
-	l->from = from;
-	l->to_node = to_node;
-	assert_int_equal(pthread_create(&l->thread, NULL, link_main, l), 0);
-}
-
-static void link_stop(struct link *l)
-{
-	pthread_mutex_lock(&l->lock);
-	l->stop = true;
-	pthread_cond_signal(&l->cond);
-	pthread_mutex_unlock(&l->lock);
-	pthread_join(l->thread, NULL);
-	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->cond);
-}
-
-static void to_coord(void *to, unsigned src, uint16_t type, const void *p, size_t len)
+static void to_coord(void *to, unsigned src, uint16_t type, uint64_t req_id, const void *p,
+		     size_t len)
 {
 	lease_coord_receive(to, src, type, p, len);
 }
 
-static void to_reader(void *to, unsigned src, uint16_t type, const void *p, size_t len)
+static void to_reader(void *to, unsigned src, uint16_t type, uint64_t req_id, const void *p,
+		      size_t len)
 {
 	lease_reader_receive(to, src, type, p, len);
 }
@@ -296,7 +216,7 @@ struct fix {
 	struct volume *vol;
 	struct lease_coord *lc;
 	struct lease_reader *lr;
-	struct link up, down;        /* reader -> coordinator, coordinator -> reader */
+	struct loopback_link up, down;  /* reader -> coordinator, coordinator -> reader */
 };
 
 /* GRAPPE_TEST_LOG=1 shows the volume's and the leases' log lines. */
@@ -333,12 +253,12 @@ static int setup(void **state)
 	struct volume_config vc = { .name = "vol", .size = VOL_SIZE, .chunk_size = CHUNK,
 				    .stores = N, .replicas = 2, .log = quiet, .probe_ms = 10 };
 	struct lease_coord_config cc = { .volume = VOLUME_ID, .stores = N, .chunks = CHUNKS,
-					 .region_chunks = REGION_CHUNKS, .send = link_send,
+					 .region_chunks = REGION_CHUNKS, .send = lease_send,
 					 .log = quiet };
 	struct lease_reader_config rc = { .volume = VOLUME_ID, .size = VOL_SIZE,
 					  .chunk_size = CHUNK, .stores = N, .replicas = 2,
 					  .region_chunks = REGION_CHUNKS, .coordinator = IO_NODE,
-					  .send = link_send, .log = quiet };
+					  .send = lease_send, .log = quiet };
 	struct blockdev *stores[N];
 	char err[512];
 
@@ -366,12 +286,8 @@ static int setup(void **state)
 	rc.ctx = &f->up;
 	assert_int_equal(lease_reader_create(&rc, &f->lr, err, sizeof(err)), 0);
 
-	f->up.deliver = to_coord;
-	f->up.to = f->lc;
-	f->down.deliver = to_reader;
-	f->down.to = f->lr;
-	link_start(&f->up, SERVING_NODE, IO_NODE);
-	link_start(&f->down, IO_NODE, SERVING_NODE);
+	loopback_link_start(&f->up, SERVING_NODE, IO_NODE, to_coord, f->lc);
+	loopback_link_start(&f->down, IO_NODE, SERVING_NODE, to_reader, f->lr);
 	*state = f;
 	return 0;
 }
@@ -384,8 +300,8 @@ static int teardown(void **state)
 	/* As a node ends: the disk (reader's blockdev), the volume, then the fabric. */
 	blockdev_close(lease_reader_blockdev(f->lr));
 	volume_close(f->vol);        /* closes its stores: vol0 too (not fs0) */
-	link_stop(&f->up);
-	link_stop(&f->down);
+	loopback_link_stop(&f->up);
+	loopback_link_stop(&f->down);
 	lease_reader_destroy(f->lr);
 	lease_coord_destroy(f->lc);
 	w_close(&f->local0->bd);

@@ -8,8 +8,6 @@
  * leases: node 1's disk is a lease reader over disk/vda, lease frames are
  * routed to the coordinator and the reader, the stats report both.
  */
-#include <errno.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "blockdev/late_store.h"
+#include "blockdev/test_loopback_fixture.h"
 #include "vmm/volume_host.h"
 
 #define VOL_SIZE (4u << 20)
@@ -36,98 +35,12 @@ static void sleep_ms(unsigned ms)
 		  NULL);
 }
 
-/* ---- the loopback: frames to node `to`, delivered in order by one thread ---- */
+/* ---- the loopback (blockdev/test_loopback_fixture.h): to a node's volume host ---- */
 
-struct frame {
-	struct frame *next;
-	uint16_t type;
-	uint64_t req_id;
-	size_t len;
-	uint8_t data[];
-};
-
-struct link {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct frame *q, **tail;
-	bool stop;
-	unsigned from, to;
-	struct volume_host **dst;
-	pthread_t thread;
-};
-
-static int link_send(void *ctx, unsigned dst, uint16_t type, uint64_t req_id,
-		     const struct iovec *iov, int iovcnt)
+static void to_host(void *to, unsigned src, uint16_t type, uint64_t req_id, const void *p,
+		    size_t len)
 {
-	struct link *l = ctx;
-	struct frame *f;
-	size_t len = 0;
-
-	if (dst != l->to)
-		return -ENOTCONN;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
-	f = malloc(sizeof(*f) + len);
-	if (!f)
-		return -ENOMEM;
-	*f = (struct frame){ .type = type, .req_id = req_id, .len = len };
-	len = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(f->data + len, iov[i].iov_base, iov[i].iov_len);
-		len += iov[i].iov_len;
-	}
-	pthread_mutex_lock(&l->lock);
-	*l->tail = f;
-	l->tail = &f->next;
-	pthread_cond_signal(&l->cond);
-	pthread_mutex_unlock(&l->lock);
-	return 0;
-}
-
-static void *link_main(void *arg)
-{
-	struct link *l = arg;
-
-	pthread_mutex_lock(&l->lock);
-	for (;;) {
-		struct frame *f = l->q;
-
-		if (!f) {
-			if (l->stop)
-				break;
-			pthread_cond_wait(&l->cond, &l->lock);
-			continue;
-		}
-		l->q = f->next;
-		if (!l->q)
-			l->tail = &l->q;
-		pthread_mutex_unlock(&l->lock);
-		volume_host_receive(*l->dst, l->from, f->type, f->req_id, f->data, f->len);
-		free(f);
-		pthread_mutex_lock(&l->lock);
-	}
-	pthread_mutex_unlock(&l->lock);
-	return NULL;
-}
-
-static void link_start(struct link *l, unsigned from, unsigned to, struct volume_host **dst)
-{
-	*l = (struct link){ .from = from, .to = to, .dst = dst };
-	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->cond, NULL);
-	l->tail = &l->q;
-	assert_int_equal(pthread_create(&l->thread, NULL, link_main, l), 0);
-}
-
-static void link_stop(struct link *l)
-{
-	pthread_mutex_lock(&l->lock);
-	l->stop = true;
-	pthread_cond_signal(&l->cond);
-	pthread_mutex_unlock(&l->lock);
-	pthread_join(l->thread, NULL);
-	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->cond);
+	volume_host_receive(*(struct volume_host **)to, src, type, req_id, p, len);
 }
 
 /* ---- the two nodes ---- */
@@ -137,7 +50,7 @@ struct fix {
 	char path[2][96];
 	struct vm_config cfg;
 	struct volume_host *vh[2];
-	struct link l01, l10;
+	struct loopback_link l01, l10;
 	struct late_store *ls;
 	struct blockdev *io_disk;      /* node 0's vda (the late_store) */
 	struct volume *vol;
@@ -195,12 +108,12 @@ static int setup(void **state)
 	}
 	assert_int_equal(late_store_create(&g, &f->ls, &f->io_disk), 0);
 	assert_int_equal(volume_host_export_disk(f->vh[0], "vda", f->io_disk, err, sizeof(err)), 0);
-	link_start(&f->l01, 0, 1, &f->vh[1]);
-	link_start(&f->l10, 1, 0, &f->vh[0]);
-	assert_int_equal(volume_host_set_transport(f->vh[1], link_send, &f->l10, err, sizeof(err)),
-			 0);
-	assert_int_equal(volume_host_set_transport(f->vh[0], link_send, &f->l01, err, sizeof(err)),
-			 0);
+	loopback_link_start(&f->l01, 0, 1, to_host, &f->vh[1]);
+	loopback_link_start(&f->l10, 1, 0, to_host, &f->vh[0]);
+	assert_int_equal(volume_host_set_transport(f->vh[1], loopback_link_send, &f->l10, err,
+						   sizeof(err)), 0);
+	assert_int_equal(volume_host_set_transport(f->vh[0], loopback_link_send, &f->l01, err,
+						   sizeof(err)), 0);
 	if (volume_host_open(f->vh[0], &f->cfg.volumes[0], &f->vol, err, sizeof(err)))
 		fail_msg("%s", err);
 	assert_int_equal(late_store_attach(f->ls, volume_blockdev(f->vol)), 0);
@@ -221,8 +134,8 @@ static int teardown(void **state)
 	blockdev_close(f->io_disk);
 	for (unsigned n = 0; n < 2; n++)
 		volume_host_shutdown(f->vh[n]);
-	link_stop(&f->l01);
-	link_stop(&f->l10);
+	loopback_link_stop(&f->l01);
+	loopback_link_stop(&f->l10);
 	for (unsigned n = 0; n < 2; n++)
 		volume_host_destroy(f->vh[n]);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
