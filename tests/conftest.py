@@ -19,6 +19,9 @@ import lab_helpers  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: too slow for make check in the lab; run by make soak")
+    config.addinivalue_line(
+        "markers", "dsm: a multi-node disk test whose guest RAM is kept by the DSM, not "
+        "GRAPPE_RAM=shared")
 
 
 def pytest_report_header(config):

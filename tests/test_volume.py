@@ -11,7 +11,9 @@ runs. Damaged metadata stops the start with a clear error and writes
 nothing.
 
 Guest RAM of the multi-node runs uses GRAPPE_RAM=shared (docs/cluster.md):
-these tests are about the disk path, not memory coherence.
+these tests are about the disk path, not memory coherence; the one marked
+`dsm` keeps guest RAM on the DSM, as on real hosts, with the cluster's
+command line.
 """
 import json
 import os
@@ -21,7 +23,7 @@ import time
 
 import pytest
 
-from grappe_helpers import GRAPPE, Run, write_xml
+from grappe_helpers import GRAPPE, Run, cluster_cmdline, write_xml
 from test_disk import (DISK_MIB, SEED, SERIAL, disk_domain, sha256, splitmix64, FS_MIB,
                        STAMP_MIB, MASK, served_here)
 import volume_layout
@@ -30,8 +32,8 @@ CHUNK = 256 << 10
 
 
 @pytest.fixture(autouse=True)
-def cluster_ram(monkeypatch):
-    if "GRAPPE_RAM" not in os.environ:
+def cluster_ram(request, monkeypatch):
+    if "GRAPPE_RAM" not in os.environ and not request.node.get_closest_marker("dsm"):
         monkeypatch.setenv("GRAPPE_RAM", "shared")
 
 
@@ -107,14 +109,16 @@ def test_volume_cluster(tmp_path, kvm, guest_image, nodes):
     assert "resync" not in r.err.lower() or "0 chunks" in r.err, r
 
 
+@pytest.mark.dsm
 def test_volume_queue_served_by_its_node(tmp_path, kvm, guest_image):
-    """2 nodes x 2 vCPUs over a 2-store volume; blkcheck pinned to CPU 3
-    (node 1): node 1 serves that CPU's queue itself (docs/cluster.md, "Disk
-    queues"), the volume stays on the I/O node (docs/volume.md, "Queues on
-    several nodes"). Every chunk's replicas agree afterwards and the stamp
-    is where the guest wrote it."""
+    """2 nodes x 2 vCPUs over a 2-store volume, guest RAM on the DSM;
+    blkcheck pinned to CPU 3 (node 1): node 1 serves that CPU's queue itself
+    (docs/cluster.md, "Disk queues"), the volume stays on the I/O node
+    (docs/volume.md, "Queues on several nodes"). Every chunk's replicas
+    agree afterwards and the stamp is where the guest wrote it."""
     stores = [(n, os.path.join(str(tmp_path), f"store{n}.img")) for n in range(2)]
-    r = run(tmp_path, domain(2, stores, "disk", extra_cmd="grappe.diskcpu=3", vcpus=4))
+    r = run(tmp_path, domain(2, stores, "disk", vcpus=4,
+                             extra_cmd=f"grappe.diskcpu=3 {cluster_cmdline(4, 2)}"))
     assert "GRAPPE-GUEST: disk PASS" in r.guest_lines(), r
     assert r.rc == 0, r
     served = served_here(r, 1)
