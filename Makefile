@@ -108,7 +108,10 @@ unit-check: $(TESTS) $(B)/bin/dsm-stress
 	@echo "== dsm-stress: the same with holds and bursts (what the VMM runs)"
 	$(B)/bin/dsm-stress --seconds 5 --hold 200 --hold-max 5000
 
-FUZZ_SECONDS ?= 20
+# Each target's short run in make check (a clean clone starts from the
+# seeds); make soak runs each for FUZZ_SOAK_SECONDS.
+FUZZ_SECONDS ?= 10
+FUZZ_SOAK_SECONDS ?= 120
 fuzz-check: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
 		n=$$(basename $$f); mkdir -p $(B)/fuzz-corpus/$$n $(B)/fuzz-logs; \
@@ -133,9 +136,11 @@ system-check: all guest
 	ci/system-check
 
 # Long runs kept out of make check: the system tests marked slow (4 DSM
-# nodes in the lab) and a long dsm-stress with tiny caches and bursts.
-soak: all guest
+# nodes with full counts, in the lab), a long dsm-stress with tiny caches
+# and bursts, and every fuzz target for FUZZ_SOAK_SECONDS.
+soak: all guest $(FUZZERS)
 	$(B)/bin/dsm-stress --seconds 120 --cache 4 --hold 200 --hold-max 5000
+	$(MAKE) fuzz-check FUZZ_SECONDS=$(FUZZ_SOAK_SECONDS)
 	ci/lab --cpus 1 --timeout 5400 -- python3 -m pytest -q -m slow tests/
 
 check: deps all unit-check fuzz-check model-check system-check
