@@ -35,10 +35,19 @@ struct cluster_ram {
 #define HOLD_DEFAULT_US 500
 /*
  * The longest a node keeps a burst of pages that other nodes want
- * (docs/dsm.md, "Holding"). The engine sizes its holds from the measured
- * fetch latency and stays within [hold, this].
+ * (docs/dsm.md, "Holding"), per other node: the engine sizes its holds
+ * from the measured fetch latency and stays within [hold, this x (nodes -
+ * 1)]. A burst gathers a page walk whose pages may sit on every other
+ * node, each fetch waiting behind that node's turn; with a ceiling that
+ * did not grow with them, 4 nodes in the lab cut turns before the walk
+ * was complete and stopped making progress (docs/cluster.md, "Status").
  */
-#define HOLD_MAX_DEFAULT_US 200000
+#define HOLD_MAX_PER_NODE_US 200000
+
+static unsigned hold_max_default_us(unsigned nr_nodes)
+{
+	return HOLD_MAX_PER_NODE_US * (nr_nodes > 2 ? nr_nodes - 1 : 1);
+}
 
 static unsigned env_us(const char *name, unsigned dflt)
 {
@@ -181,7 +190,8 @@ static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *e
 		.homes = homes,
 		.cache_pages = me->cache_bytes / DSM_PAGE_SIZE,
 		.hold_us = env_us("GRAPPE_DSM_HOLD_US", HOLD_DEFAULT_US),
-		.hold_max_us = env_us("GRAPPE_DSM_HOLD_MAX_US", HOLD_MAX_DEFAULT_US),
+		.hold_max_us = env_us("GRAPPE_DSM_HOLD_MAX_US",
+				      hold_max_default_us(cfg->cluster.nr_nodes)),
 		.hold_factor = env_us("GRAPPE_DSM_HOLD_FACTOR", 8),
 		.on_fatal = dsm_fatal,
 		.on_log = dsm_log,
