@@ -47,10 +47,10 @@ def test_cluster_smp(tmp_path, kvm, guest_image):
 @pytest.mark.slow
 def test_cluster_4_nodes(tmp_path, kvm, guest_image):
     """4 nodes x 1 vCPU on the DSM, the same checks with smaller counts
-    (CLUSTER4_SMPARGS). make soak, not make check: in the lab some runs
-    pass every check but the ping-pong, others stop making progress when
-    three vCPUs on three nodes walk the same page tables (docs/cluster.md,
-    "Status")."""
+    (CLUSTER4_SMPARGS). make soak, not make check: it passed in the lab in
+    6 to 22 minutes, one run per burst ceiling; with a 200 ms ceiling it
+    stopped making progress when three vCPUs on three nodes walked the same
+    page tables (docs/cluster.md, "Status")."""
     cluster_smp(tmp_path, 4, 4, timeout=1800, smpargs=CLUSTER4_SMPARGS)
 
 
