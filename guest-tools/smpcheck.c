@@ -348,7 +348,7 @@ static void check_mutex(void)
  * adaptive lock does. Spinning alone would test nothing more (the acquire
  * load is the same) and, on a cluster, is the one thing a waiter must not do
  * for long: each spinning vCPU on another node re-walks the page tables the
- * holder also walks (docs/cluster.md, "Spinning across nodes"). */
+ * holder also walks (docs/cluster.md, "Page tables, and vCPUs that spin"). */
 
 static uint64_t *mp_buf;
 static size_t mp_words;
