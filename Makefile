@@ -107,6 +107,8 @@ unit-check: $(TESTS) $(B)/bin/dsm-stress
 	$(B)/bin/dsm-stress --seconds 5
 	@echo "== dsm-stress: the same with holds and bursts (what the VMM runs)"
 	$(B)/bin/dsm-stress --seconds 5 --hold 200 --hold-max 5000
+	@echo "== dsm-stress: the same with turns (what the VMM runs with 3 nodes or more)"
+	$(B)/bin/dsm-stress --seconds 5 --hold 200 --hold-max 5000 --turn 20000
 
 # Each target's short run in make check (a clean clone starts from the
 # seeds); make soak runs each for FUZZ_SOAK_SECONDS.

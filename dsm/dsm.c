@@ -25,12 +25,22 @@
 /* The source of zero pages installed with UFFDIO_COPY (read-only data, shared). */
 static const uint8_t zero_page[DSM_PAGE_SIZE] __attribute__((aligned(DSM_PAGE_SIZE)));
 
-uint64_t dsm_now_ns(void)
+static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t dsm_now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t dsm_realtime_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t dsm_node_now(struct dsm_node *n)

@@ -106,6 +106,19 @@ struct dsm_config {
 	unsigned hold_max_us;
 	/* A burst lasts at least this many fetch times per page it gathered; 0: 2. */
 	unsigned hold_factor;
+	/*
+	 * Turns (docs/dsm.md, "Turns"): time is cut in turns of turn_us and
+	 * node (t / turn_us) mod nr_nodes owns each. The owner's burst may
+	 * last to the end of its turn (instead of hold_max_us after it began);
+	 * the other nodes keep what they were granted only hold_us, so the
+	 * owner gathers a whole page walk whatever the others do, and every
+	 * node gets that once in nr_nodes turns. With three nodes or more
+	 * walking the same guest page tables, unsynchronised bursts cut one
+	 * another short and nobody's walk completes. t is CLOCK_REALTIME, so
+	 * that nodes on hosts kept in step by NTP agree; a skew only shifts
+	 * the turns. Needs hold_us. 0: off.
+	 */
+	unsigned turn_us;
 	/* Tests: the engine's clock for holds (ns); NULL: CLOCK_MONOTONIC. */
 	uint64_t (*clock_ns)(void *ctx);
 	/*
@@ -243,7 +256,7 @@ struct dsm_stats {
 	uint64_t evict_s, evict_m;    /* evictions: silent (S), PUT_M (M) */
 	uint64_t queued;              /* requests that waited behind a busy entry */
 	uint64_t held_back;           /* messages and requests deferred by hold_us */
-	uint64_t hold_ext_ns, hold_burst_ns;   /* current hold extension and burst length */
+	uint64_t hold_ext_ns, hold_burst_ns;   /* current hold extension, longest burst (a turn) */
 	uint64_t fetch_ns;            /* estimated remote fetch latency (decaying minimum) */
 	uint64_t fetch_samples;       /* fetches measured */
 	uint64_t refetched;           /* requests for pages of the previous burst, sent together */

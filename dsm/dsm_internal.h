@@ -160,6 +160,8 @@ struct dsm_node {
 	_Atomic uint64_t held;                 /* other cells' pages held or in flight */
 
 	uint64_t hold_ns, hold_max_ns;         /* bounds of a hold */
+	uint64_t turn_ns;                      /* turns (cfg.turn_us), or 0 */
+	uint64_t turn_offset;                  /* hold clock + this = CLOCK_REALTIME */
 	struct dsm_hold *hold;                 /* DSM_HOLD_SLOTS, or NULL */
 	/* the current burst of remote grants: first and latest grant (hold_max_us) */
 	_Atomic uint64_t burst_start, burst_last, burst_pages;
@@ -205,6 +207,8 @@ static inline void dsm_count(_Atomic uint64_t *c, uint64_t v)
 }
 
 uint64_t dsm_now_ns(void);
+/* CLOCK_REALTIME (turns: the clock every node agrees on). */
+uint64_t dsm_realtime_ns(void);
 /* The clock of holds: cfg.clock_ns (tests) or dsm_now_ns. */
 uint64_t dsm_node_now(struct dsm_node *n);
 void dsm_log(struct dsm_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -180,6 +180,32 @@ static uint64_t hold_burst(struct dsm_node *n)
 }
 
 /*
+ * Turns (cfg.turn_us): is it this node's turn at now (the hold clock), and
+ * when does the current turn end (on the same clock)?
+ */
+static bool my_turn(struct dsm_node *n, uint64_t now, uint64_t *end)
+{
+	uint64_t k = (now + n->turn_offset) / n->turn_ns;
+
+	*end = (k + 1) * n->turn_ns - n->turn_offset;
+	return k % n->nr_nodes == n->self;
+}
+
+/*
+ * The latest a burst that began at start may last: hold_max after it
+ * began; with turns, the end of this node's turn, and at once when it is
+ * not this node's turn (its pages keep only their own hold_us).
+ */
+static uint64_t burst_cap(struct dsm_node *n, uint64_t start, uint64_t now)
+{
+	uint64_t end;
+
+	if (!n->turn_ns)
+		return start + hold_burst(n);
+	return my_turn(n, now, &end) ? end : start;
+}
+
+/*
  * A burst ends ext after its latest grant, or later when gathering its
  * pages cost more: twice the time it took, or hold_factor fetches per page
  * it holds (a node that paid for many transfers gets to use them; where the
@@ -192,7 +218,7 @@ static uint64_t hold_burst(struct dsm_node *n)
  * second and slowed the 4-node boot: a vCPU woken for an interrupt lost
  * the page tables again before its handler was done (docs/dsm.md).
  */
-static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
+static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last, uint64_t now)
 {
 	uint64_t ext = hold_ext(n), gather = last > start ? 2 * (last - start) : 0;
 	uint64_t cost = (n->cfg.hold_factor ? n->cfg.hold_factor : 2) *
@@ -204,7 +230,7 @@ static uint64_t burst_end(struct dsm_node *n, uint64_t start, uint64_t last)
 		ext = gather;
 	if (cost > ext)
 		ext = cost;
-	a = start + hold_burst(n);
+	a = burst_cap(n, start, now);
 	b = last + ext;
 	return a < b ? a : b;
 }
@@ -273,7 +299,7 @@ static void hold_mark(struct dsm_node *n, uint64_t p, bool remote)
 		return;
 	/* racy between stripes, harmlessly: a burst may start twice at once */
 	start = atomic_load(&n->burst_start);
-	if (!start || now < start || now >= burst_end(n, start, atomic_load(&n->burst_last))) {
+	if (!start || now < start || now >= burst_end(n, start, atomic_load(&n->burst_last), now)) {
 		atomic_store(&n->burst_start, now);
 		atomic_store(&n->burst_pages, 0);
 		dsm_count(&n->c.bursts, 1);
@@ -303,7 +329,7 @@ void dsm_proto_release_holds(struct dsm_node *n)
 void dsm_proto_hold_params(struct dsm_node *n, uint64_t *ext, uint64_t *burst)
 {
 	*ext = n->hold ? hold_ext(n) : 0;
-	*burst = n->hold ? hold_burst(n) : 0;
+	*burst = !n->hold ? 0 : n->turn_ns ? n->turn_ns : hold_burst(n);
 }
 
 /* p arrived for this node's latest burst (held or not any more). Under p's lock. */
@@ -407,22 +433,23 @@ static void read_ahead(struct dsm_node *n, uint64_t p, bool write)
 static uint64_t held_until(struct dsm_node *n, uint64_t p)
 {
 	struct dsm_hold *h;
-	uint64_t end, start;
+	uint64_t end, start, now, turn_end;
 
 	if (!n->hold || atomic_load_explicit(&n->idle, memory_order_relaxed))
 		return 0;
 	h = &n->hold[p & (DSM_HOLD_SLOTS - 1)];
 	if (h->page != p || !h->at_ns)
 		return 0;
-	if (h->remote) {
+	now = dsm_node_now(n);
+	if (h->remote && (!n->turn_ns || my_turn(n, now, &turn_end))) {
 		start = atomic_load(&n->burst_start);
 		if (h->at_ns < start)
 			return 0;          /* its burst is over: another began since */
-		end = burst_end(n, start, atomic_load(&n->burst_last));
+		end = burst_end(n, start, atomic_load(&n->burst_last), now);
 	} else {
 		end = h->at_ns + n->hold_ns;
 	}
-	return dsm_node_now(n) < end ? end : 0;
+	return now < end ? end : 0;
 }
 
 static bool defer(struct dsm_node *n, uint64_t p, unsigned src, const struct dsm_msg *m,
@@ -1577,6 +1604,9 @@ int dsm_proto_init(struct dsm_node *n)
 		n->hold_max_ns = (uint64_t)n->cfg.hold_max_us * 1000;
 		if (n->hold_max_ns < n->hold_ns)
 			n->hold_max_ns = n->hold_ns;
+		n->turn_ns = (uint64_t)n->cfg.turn_us * 1000;
+		if (n->turn_ns && !n->cfg.clock_ns)
+			n->turn_offset = dsm_realtime_ns() - dsm_now_ns();
 		n->hold = malloc(DSM_HOLD_SLOTS * sizeof(*n->hold));
 		if (!n->hold)
 			return -ENOMEM;

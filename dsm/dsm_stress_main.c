@@ -18,13 +18,14 @@
  *
  *   dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] [--cache C]
  *              [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US]
- *              [--hold-max US] [-v]
+ *              [--hold-max US] [--turn US] [-v]
  *
  * --ops picks the workloads: 1 messages, 2 false sharing, 4 atomics, 8 pages (15: all).
  * --spin: the fault handler and the transport's receive thread poll that
  * long after activity. --no-rx-thread: the fault handler also receives.
  * --hold: hold_us (a fresh grant stays that long before it can go).
  * --hold-max: hold_max_us (pages from other nodes held together as bursts).
+ * --turn: turn_us (the node whose turn it is keeps its burst to the turn's end).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -50,7 +51,7 @@
 
 struct opts {
 	unsigned nodes, threads, seconds, cache, spin_us, verbose, ops, no_rx_thread, hold_us,
-		 hold_max_us;
+		 hold_max_us, turn_us;
 	uint64_t pages, seed;
 };
 
@@ -404,6 +405,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 				   .homes = homes, .nr_homes = o->nodes, .cache_pages = o->cache,
 				   .spin_us = o->spin_us, .request_timeout_ms = 20000,
 				   .hold_us = o->hold_us, .hold_max_us = o->hold_max_us,
+				   .turn_us = o->turn_us,
 				   .on_fatal = on_fatal, .cb_ctx = &n };
 	if (dsm_node_create(&cfg, &tx, &n.dsm, err, sizeof(err))) {
 		fprintf(stderr, "node %u: %s\n", id, err);
@@ -455,7 +457,7 @@ static int node_main(const struct opts *o, unsigned id, const int *fds, int up, 
 static void usage(void)
 {
 	fprintf(stderr, "usage: dsm-stress [--nodes N] [--threads T] [--seconds S] [--pages P] "
-			"[--cache C] [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US] [--hold-max US] [-v]\n");
+			"[--cache C] [--spin US] [--seed X] [--ops MASK] [--no-rx-thread] [--hold US] [--hold-max US] [--turn US] [-v]\n");
 	exit(2);
 }
 
@@ -468,6 +470,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		{ "seed", 1, NULL, 'r' },    { "verbose", 0, NULL, 'v' },
 		{ "ops", 1, NULL, 'o' },     { "no-rx-thread", 0, NULL, 'R' },
 		{ "hold", 1, NULL, 'H' },  { "hold-max", 1, NULL, 'M' },
+		{ "turn", 1, NULL, 'T' },
 		{ 0 },
 	};
 	int c;
@@ -488,6 +491,7 @@ static void parse(int argc, char **argv, struct opts *o)
 		case 'R': o->no_rx_thread = 1; break;
 		case 'H': o->hold_us = (unsigned)atoi(optarg); break;
 		case 'M': o->hold_max_us = (unsigned)atoi(optarg); break;
+		case 'T': o->turn_us = (unsigned)atoi(optarg); break;
 		default: usage();
 		}
 	}
@@ -514,8 +518,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	printf("dsm-stress: %u nodes x %u threads, %llu pages, cache %u, spin %u us, hold %u-%u us, "
-	       "%s, %u s\n", o.nodes, o.threads, (unsigned long long)o.pages, o.cache, o.spin_us,
-	       o.hold_us, o.hold_max_us, o.no_rx_thread ? "handler receives" : "receive thread", o.seconds);
+	       "turn %u us, %s, %u s\n", o.nodes, o.threads, (unsigned long long)o.pages, o.cache,
+	       o.spin_us, o.hold_us, o.hold_max_us, o.turn_us, o.no_rx_thread ? "handler receives" : "receive thread", o.seconds);
 	for (unsigned i = 0; i < o.nodes; i++) {
 		pid[i] = fork();
 		if (pid[i] < 0) {

@@ -137,7 +137,7 @@ static void f_log(void *ctx, const char *msg)
 
 static const struct dsm_mem_ops mem_ops = { f_install, f_protect, f_drop, f_read, f_wake, NULL };
 
-static unsigned g_hold_us, g_hold_max_us;
+static unsigned g_hold_us, g_hold_max_us, g_turn_us;
 static bool g_fake_clock;
 static uint64_t g_now = 1000000000;       /* the fake clock, ns */
 
@@ -161,7 +161,7 @@ static int setup(void **state)
 			.self = i, .nr_nodes = NN, .size = NP * PG, .homes = homes, .nr_homes = 3,
 			.cache_pages = i == 1 ? 1 : 0, .on_fatal = f_fatal, .on_log = f_log,
 			.cb_ctx = &W->ctx[i], .mem_ops = &ops, .hold_us = g_hold_us,
-			.hold_max_us = g_hold_max_us, .hold_factor = 2,
+			.hold_max_us = g_hold_max_us, .hold_factor = 2, .turn_us = g_turn_us,
 			.clock_ns = g_fake_clock ? fake_clock : NULL,
 		};
 
@@ -192,6 +192,19 @@ static int setup_burst(void **state)
 	setup(state);
 	g_hold_us = g_hold_max_us = 0;
 	g_fake_clock = false;
+	return 0;
+}
+
+/*
+ * The same, with turns of 10 ms. The clock starts at 1.01 s, where turn
+ * 101 begins: node 2's (101 mod 3); node 0's turn follows at 1.02 s.
+ */
+static int setup_turns(void **state)
+{
+	g_turn_us = 10000;
+	setup_burst(state);
+	g_now = 1010000000;
+	g_turn_us = 0;
 	return 0;
 }
 
@@ -577,6 +590,78 @@ static void test_burst_holds_together(void **state)
 	no_fatal();
 }
 
+/*
+ * The node whose turn it is keeps its burst past hold_max (3 ms), up to
+ * the end of its turn: test_burst_holds_together's sequence, whose burst
+ * ended at 3 ms without turns.
+ */
+static void test_turn_owner_keeps_its_burst(void **state)
+{
+	uint64_t t0 = g_now;
+
+	(void)state;
+	burst_on_node2();
+	g_now = t0 + MS * 15 / 10;
+	assert_int_equal(fault(1, 1, true), 1);
+	deliver(1, 0, DSM_GET_M);
+	deliver(0, 2, DSM_FWD_GET_M);
+	assert_int_equal(queued(2, 0), 0);
+	g_now = t0 + MS * 22 / 10;                   /* gathered in 2.2 ms: on to 6.6 ms */
+	assert_int_equal(read_settled(2, 2), 0);
+	g_now = t0 + MS * 31 / 10;
+	dsm_node_tick(W->node[2].n);
+	assert_int_equal(queued(2, 0), 0);
+	g_now = t0 + MS * 6;                         /* an upgrade at 6 ms: on to 18 ms... */
+	assert_int_equal(fault(2, 2, true), 1);
+	deliver(2, 1, DSM_UPGRADE);
+	deliver(1, 2, DSM_UPG_ACK);
+	g_now = t0 + MS * 99 / 10;                   /* ...but not past the turn, at 10 ms */
+	dsm_node_tick(W->node[2].n);
+	assert_int_equal(queued(2, 0), 0);
+	g_now = t0 + MS * 10;
+	assert_true(dsm_node_tick(W->node[2].n) == UINT64_MAX);
+	deliver(2, 0, DSM_FWD_DATA);
+	deliver(0, 1, DSM_DATA);
+	assert_int_equal(cpu_read(1, 1), 7);
+	assert_int_equal(st(2).hold_burst_ns, 10 * MS);
+	no_fatal();
+}
+
+/* Outside its turn, a node keeps what it was granted only its own hold (1 ms). */
+static void test_turn_others_hold_briefly(void **state)
+{
+	uint64_t t0 = g_now;
+
+	(void)state;
+	assert_int_equal(fault(0, 2, true), 1);      /* node 0 gathers two pages */
+	deliver(0, 1, DSM_GET_M);
+	deliver(1, 0, DSM_DATA_ZERO);
+	cpu_write(0, 2, 5);
+	g_now = t0 + MS * 8 / 10;
+	assert_int_equal(fault(0, 3, true), 1);
+	deliver(0, 2, DSM_GET_M);
+	deliver(2, 0, DSM_DATA_ZERO);
+	cpu_write(0, 3, 6);
+	/* at 1.5 ms, page 2 goes at once (its burst would hold it to 2.4 ms)... */
+	g_now = t0 + MS * 15 / 10;
+	assert_int_equal(fault(2, 2, false), 1);
+	deliver(2, 1, DSM_GET_S);
+	deliver(1, 0, DSM_FWD_GET_S);
+	assert_int_equal(peek(0, 1), DSM_FWD_DATA);
+	settle();
+	assert_int_equal(cpu_read(2, 2), 5);
+	/* ...and page 3 at the end of its own hold, 1.8 ms */
+	assert_int_equal(fault(2, 3, true), 1);
+	assert_int_equal(queued(0, 2), 0);
+	deliver(2, 0, DSM_FWD_GET_M);
+	assert_int_equal(queued(0, 2), 0);
+	g_now = t0 + MS * 18 / 10;
+	assert_true(dsm_node_tick(W->node[0].n) == UINT64_MAX);
+	settle();
+	assert_int_equal(cpu_read(2, 3), 6);
+	no_fatal();
+}
+
 /* A node whose vCPUs all sleep, or that sent an interrupt, lets go at once. */
 static void test_burst_idle_and_yield(void **state)
 {
@@ -780,6 +865,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_burst_holds_together, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_burst_idle_and_yield, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_refetch_lost, setup_burst, teardown),
+		cmocka_unit_test_setup_teardown(test_turn_owner_keeps_its_burst, setup_turns, teardown),
+		cmocka_unit_test_setup_teardown(test_turn_others_hold_briefly, setup_turns, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead_upgrades, setup_burst, teardown),
 		cmocka_unit_test_setup_teardown(test_no_refetch_after_idle, setup_burst, teardown),

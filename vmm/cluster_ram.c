@@ -35,18 +35,23 @@ struct cluster_ram {
 #define HOLD_DEFAULT_US 500
 /*
  * The longest a node keeps a burst of pages that other nodes want
- * (docs/dsm.md, "Holding"), per other node: the engine sizes its holds
- * from the measured fetch latency and stays within [hold, this x (nodes -
- * 1)]. A burst gathers a page walk whose pages may sit on every other
- * node, each fetch waiting behind that node's turn; with a ceiling that
- * did not grow with them, 4 nodes in the lab cut turns before the walk
- * was complete and stopped making progress (docs/cluster.md, "Status").
+ * (docs/dsm.md, "Bursts and turns"): the engine sizes its holds from the
+ * measured fetch latency and stays within [hold, this].
  */
-#define HOLD_MAX_PER_NODE_US 200000
+#define HOLD_MAX_DEFAULT_US 200000
+/*
+ * Turns, with three nodes or more (docs/dsm.md, "Turns"): the node whose
+ * turn it is may keep its burst to the turn's end, the others keep pages
+ * only their hold. Without them, 4 nodes in the lab whose vCPUs walk the
+ * same guest page tables cut one another's bursts short and stopped
+ * making progress. Two nodes take turns by themselves: a burst that ends
+ * hands the pages to the only other node.
+ */
+#define TURN_DEFAULT_US 200000
 
-static unsigned hold_max_default_us(unsigned nr_nodes)
+static unsigned turn_default_us(unsigned nr_nodes)
 {
-	return HOLD_MAX_PER_NODE_US * (nr_nodes > 2 ? nr_nodes - 1 : 1);
+	return nr_nodes >= 3 ? TURN_DEFAULT_US : 0;
 }
 
 static unsigned env_us(const char *name, unsigned dflt)
@@ -190,8 +195,8 @@ static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *e
 		.homes = homes,
 		.cache_pages = me->cache_bytes / DSM_PAGE_SIZE,
 		.hold_us = env_us("GRAPPE_DSM_HOLD_US", HOLD_DEFAULT_US),
-		.hold_max_us = env_us("GRAPPE_DSM_HOLD_MAX_US",
-				      hold_max_default_us(cfg->cluster.nr_nodes)),
+		.hold_max_us = env_us("GRAPPE_DSM_HOLD_MAX_US", HOLD_MAX_DEFAULT_US),
+		.turn_us = env_us("GRAPPE_DSM_TURN_US", turn_default_us(cfg->cluster.nr_nodes)),
 		.hold_factor = env_us("GRAPPE_DSM_HOLD_FACTOR", 8),
 		.on_fatal = dsm_fatal,
 		.on_log = dsm_log,
