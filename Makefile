@@ -32,7 +32,7 @@ FIXT_OBJS := $(FIXT_SRCS:%.c=$(B)/asan/%.o)
 TESTS     := $(foreach t,$(TEST_SRCS),$(B)/tests/$(notdir $(t:.c=)))
 FUZZERS   := $(foreach f,$(FUZZ_SRCS),$(B)/fuzz/$(notdir $(f:.c=)))
 PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench \
-             $(B)/bin/dsm-stress $(B)/bin/dsm-bench
+             $(B)/bin/dsm-stress $(B)/bin/dsm-bench $(B)/bin/volume-bench
 
 .PHONY: all check unit-check fuzz-check model-check system-check guest lab demo bench deps clean soak
 all: $(PROGS)
@@ -73,6 +73,9 @@ $(B)/bin/dsm-stress: dsm/dsm_stress_main.c $(B)/lib/libgrappe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 $(B)/bin/dsm-bench: dsm/dsm_bench_main.c $(B)/lib/libgrappe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
+$(B)/bin/volume-bench: blockdev/volume_bench_main.c $(B)/lib/libgrappe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $< $(B)/lib/libgrappe.a $(LDLIBS) -o $@
 
