@@ -158,7 +158,8 @@ static void moved(struct dsm_node *n, uint64_t p)
  * thousands of moves per second, no guest progress). So the pages that
  * came from other nodes are held together, as a burst: every remote grant
  * extends the hold of all of them by ext, and a burst ends at the latest
- * burst after it began, so that the other nodes get their turn.
+ * burst after it began (with turns: when this node's turn ends), so that
+ * the other nodes get theirs.
  */
 
 /* ext and burst, from the measured fetch latency, within [hold_ns, hold_max_ns]. */
@@ -210,7 +211,7 @@ static uint64_t burst_cap(struct dsm_node *n, uint64_t start, uint64_t now)
  * pages cost more: twice the time it took, or hold_factor fetches per page
  * it holds (a node that paid for many transfers gets to use them; where the
  * host has fewer cores than busy threads, a transfer is CPU time the guest
- * does not get) — and at most burst after it began.
+ * does not get) — and no later than burst_cap().
  *
  * Hot pages (DSM_HOT_MOVES) count like the others. Tried in the lab: a
  * burst of hot pages only held ext after its latest grant (a spinning

@@ -40,9 +40,9 @@ struct cluster_ram {
  */
 #define HOLD_MAX_DEFAULT_US 200000
 /*
- * Turns, with three nodes or more (docs/dsm.md, "Turns"): the node whose
- * turn it is may keep its burst to the turn's end, the others keep pages
- * only their hold. Without them, 4 nodes in the lab whose vCPUs walk the
+ * Turns, with three nodes or more (docs/dsm.md, "Bursts and turns"): the
+ * node whose turn it is may keep its burst to the turn's end, the others
+ * keep pages only their hold. Without them, 4 nodes in the lab whose vCPUs walk the
  * same guest page tables cut one another's bursts short and stopped
  * making progress. Two nodes take turns by themselves: a burst that ends
  * hands the pages to the only other node.
