@@ -145,6 +145,7 @@ system-check: all guest
 # and bursts, and every fuzz target for FUZZ_SOAK_SECONDS.
 soak: all guest $(FUZZERS)
 	$(B)/bin/dsm-stress --seconds 120 --cache 4 --hold 200 --hold-max 5000
+	$(B)/bin/dsm-stress --seconds 120 --cache 4 --hold 200 --hold-max 5000 --turn 20000
 	$(MAKE) fuzz-check FUZZ_SECONDS=$(FUZZ_SOAK_SECONDS)
 	ci/lab --cpus 1 --timeout 5400 -- python3 -m pytest -q -m slow tests/
 
