@@ -555,21 +555,27 @@ static void burst_on_node2(void)
 	assert_int_equal(st(2).bursts, 1);
 }
 
-static void test_burst_holds_together(void **state)
+/* Node 2's burst (from t0), then at 1.5 ms node 1 asks for page 1: held back at node 2. */
+static void node1_asks_during_burst(uint64_t t0)
 {
-	uint64_t t0 = g_now;
-
-	(void)state;
 	burst_on_node2();
-	/*
-	 * At 1.5 ms page 1's own hold (1 ms) is over, but the burst goes on:
-	 * it took 0.8 ms to gather, so it lasts twice that after its last grant.
-	 */
 	g_now = t0 + MS * 15 / 10;
 	assert_int_equal(fault(1, 1, true), 1);
 	deliver(1, 0, DSM_GET_M);
 	deliver(0, 2, DSM_FWD_GET_M);
 	assert_int_equal(queued(2, 0), 0);
+}
+
+static void test_burst_holds_together(void **state)
+{
+	uint64_t t0 = g_now;
+
+	(void)state;
+	/*
+	 * At 1.5 ms page 1's own hold (1 ms) is over, but the burst goes on:
+	 * it took 0.8 ms to gather, so it lasts twice that after its last grant.
+	 */
+	node1_asks_during_burst(t0);
 	assert_int_equal(st(2).held_back, 1);
 	g_now = t0 + MS * 2;
 	assert_true(dsm_node_tick(W->node[2].n) != UINT64_MAX);
@@ -600,12 +606,7 @@ static void test_turn_owner_keeps_its_burst(void **state)
 	uint64_t t0 = g_now;
 
 	(void)state;
-	burst_on_node2();
-	g_now = t0 + MS * 15 / 10;
-	assert_int_equal(fault(1, 1, true), 1);
-	deliver(1, 0, DSM_GET_M);
-	deliver(0, 2, DSM_FWD_GET_M);
-	assert_int_equal(queued(2, 0), 0);
+	node1_asks_during_burst(t0);
 	g_now = t0 + MS * 22 / 10;                   /* gathered in 2.2 ms: on to 6.6 ms */
 	assert_int_equal(read_settled(2, 2), 0);
 	g_now = t0 + MS * 31 / 10;
