@@ -10,12 +10,15 @@
 SRC_DIRS  := vmm dsm fabric vcpu-sched blockdev mgmt
 CC        ?= gcc
 PKGS      := libxml-2.0 libsodium json-c liburing
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Asked of pkg-config when a recipe first needs them, not when make reads this
+# file: on a fresh machine `make check` installs the packages (the deps
+# target, an order-only prerequisite of every compile) after reading it.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
-LDLIBS    := $(PKG_LIBS) -lpthread -lm
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP
+LDLIBS    = $(PKG_LIBS) -lpthread -lm
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 ALL_SRCS  := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
@@ -37,11 +40,11 @@ PROGS     := $(B)/bin/grappe-node $(B)/bin/grappe $(B)/bin/fabric-bench \
 .PHONY: all check unit-check fuzz-check model-check system-check guest lab demo bench deps clean soak
 all: $(PROGS)
 
-$(B)/obj/%.o: %.c
+$(B)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(B)/asan/%.o: %.c
+$(B)/asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c $< -o $@
 
@@ -91,9 +94,9 @@ $(foreach t,$(TEST_SRCS),$(eval $(call test_rule,$(t))))
 
 # The library is compiled once with fuzzer instrumentation and shared by
 # every target.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP -Wno-gnu-variable-sized-type-not-at-end
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP -Wno-gnu-variable-sized-type-not-at-end
 FUZZ_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
-$(B)/fuzzobj/%.o: %.c
+$(B)/fuzzobj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
 
