@@ -175,6 +175,7 @@ struct worker {
 	int cpu;
 	int fd;
 	uint64_t first, nsect;      /* stripe, in sectors */
+	uint64_t align;             /* sectors per logical block: every I/O is made of whole ones */
 	uint32_t *gen;              /* per sector */
 	uint32_t next_gen;
 	uint64_t rng;
@@ -226,11 +227,11 @@ static void *random_worker(void *arg)
 	sched_setaffinity(0, sizeof(set), &set);
 	for (long r = 0; r < w->rounds; r++) {
 		unsigned op = (unsigned)(rnd(w) % 100);
-		uint64_t n = 1 + rnd(w) % MAX_IO_SECTORS, s;
+		uint64_t n = w->align * (1 + rnd(w) % (MAX_IO_SECTORS / w->align)), s;
 
 		if (n > w->nsect)
 			n = w->nsect;
-		s = w->first + rnd(w) % (w->nsect - n + 1);
+		s = w->first + w->align * (rnd(w) % ((w->nsect - n) / w->align + 1));
 		if (op < 55) {
 			uint32_t g = ++w->next_gen;
 
@@ -293,21 +294,28 @@ static int random_test(const char *dev, uint64_t off, uint64_t len, uint64_t see
 	cpu_set_t online;
 	int ncpu = 0, fd = open_dev(dev, O_RDWR);
 	long writes = 0, reads = 0, zeroes = 0, discards = 0, flushes = 0;
-	uint64_t bytes = 0, stripe;
+	uint64_t bytes = 0, stripe, align;
 	double t0 = now();
+	int lbs;
+
+	/* A disk of 4 KiB logical blocks refuses O_DIRECT I/O of 512 bytes. */
+	if (ioctl(fd, BLKSSZGET, &lbs) || lbs < SECTOR || lbs % SECTOR)
+		fail("%s: BLKSSZGET: %s", dev, strerror(errno));
+	align = (uint64_t)lbs / SECTOR;
 
 	if (sched_getaffinity(0, sizeof(online), &online))
 		fail("sched_getaffinity: %s", strerror(errno));
 	for (int c = 0; c < CPU_SETSIZE && ncpu < MAX_THREADS; c++)
 		if (CPU_ISSET(c, &online))
 			w[ncpu++].cpu = c;
-	stripe = len / SECTOR / (uint64_t)ncpu;
+	stripe = len / SECTOR / (uint64_t)ncpu / align * align;
 	if (stripe < MAX_IO_SECTORS)
 		fail("region too small for %d threads", ncpu);
 	for (int t = 0; t < ncpu; t++) {
 		w[t].fd = fd;
 		w[t].first = off / SECTOR + (uint64_t)t * stripe;
 		w[t].nsect = stripe;
+		w[t].align = align;
 		w[t].gen = calloc(stripe, sizeof(uint32_t));
 		w[t].seed = seed;
 		w[t].rng = seed * 1000003 + (uint64_t)t;
@@ -328,8 +336,8 @@ static int random_test(const char *dev, uint64_t off, uint64_t len, uint64_t see
 		bytes += w[t].bytes;
 	}
 	close(fd);
-	printf(P "blkcheck %s PASS threads=%d writes=%ld reads=%ld zeroes=%ld discards=%ld "
-	       "flushes=%ld MiB=%llu in %.2f s\n", mode, ncpu, writes, reads, zeroes, discards,
+	printf(P "blkcheck %s PASS lbs=%d threads=%d writes=%ld reads=%ld zeroes=%ld discards=%ld "
+	       "flushes=%ld MiB=%llu in %.2f s\n", mode, lbs, ncpu, writes, reads, zeroes, discards,
 	       flushes, (unsigned long long)(bytes / MIB), now() - t0);
 	return 0;
 }

@@ -26,6 +26,7 @@
 #   grappe.test=disk-verify  [disks] a later boot: the files and the stamp are intact
 #   grappe.test=disk-ro  [disks] /dev/vda is read-only: reads work, writes are refused
 #   grappe.diskserial=S  [disks] the serial /dev/vda must report
+#   grappe.diskblocks=L/P [disks] the logical/physical block sizes /dev/vda must report
 #   grappe.diskseed=N    [disks] seed of the blkcheck patterns (default 4242)
 #   grappe.diskrounds=N  [disks] rounds of blkcheck random (its default if absent)
 #   grappe.diskcpu=N     [disks] blkcheck (stamp, verify, random) pinned to CPU N: its I/O
@@ -129,7 +130,14 @@ disk_wait() {
     [ -b /dev/vda ] || { disk_fail "no /dev/vda"; return 1; }
     echo "GRAPPE-GUEST: disk vda sectors=$(cat /sys/block/vda/size) ro=$(cat /sys/block/vda/ro)" \
         "queues=$(find /sys/block/vda/mq -mindepth 1 -maxdepth 1 | wc -l) serial=$(cat /sys/block/vda/serial 2>/dev/null)" \
-        "msix=$(grep -c 'virtio0-' /proc/interrupts)"
+        "msix=$(grep -c 'virtio0-' /proc/interrupts)" \
+        "blocks=$(cat /sys/block/vda/queue/logical_block_size)/$(cat /sys/block/vda/queue/physical_block_size)"
+    want=$(param grappe.diskblocks)
+    have="$(cat /sys/block/vda/queue/logical_block_size)/$(cat /sys/block/vda/queue/physical_block_size)"
+    if [ -n "$want" ] && [ "$have" != "$want" ]; then
+        disk_fail "logical/physical block sizes are $have, expected $want"
+        return 1
+    fi
     want=$(param grappe.diskserial)
     if [ -n "$want" ] && [ "$(cat /sys/block/vda/serial 2>/dev/null)" != "$want" ]; then
         disk_fail "serial is '$(cat /sys/block/vda/serial 2>/dev/null)', expected '$want'"

@@ -998,6 +998,38 @@ static int parse_disk_serial(struct parser *p, xmlNodePtr n)
 	return 0;
 }
 
+/*
+ * One <blockio> size attribute: a power of two between 512 bytes and max
+ * (a logical block the guest's page can hold; a physical block up to
+ * 64 KiB, as virtio's topology describes it).
+ */
+static int block_size_attr(struct parser *p, xmlNodePtr n, const char *name, unsigned max,
+			   unsigned *out)
+{
+	char *v = NULL;
+	int rc = attr_of(p, n, name, &v);
+
+	if (!rc && v && (!parse_uint(v, max, out) || *out < 512 || (*out & (*out - 1))))
+		rc = fail(p, n, "<blockio> %s must be a power of two from 512 to %u bytes, "
+			  "got '" QUOTE "'", name, max, v);
+	free(v);
+	return rc;
+}
+
+/* <blockio logical_block_size='4096' physical_block_size='4096'/> (libvirt's). */
+static int parse_disk_blockio(struct parser *p, xmlNodePtr n)
+{
+	struct vm_disk *d = cur_disk(p);
+
+	if (block_size_attr(p, n, "logical_block_size", 4096, &d->logical_block) ||
+	    block_size_attr(p, n, "physical_block_size", 65536, &d->physical_block))
+		return -1;
+	if (d->physical_block && d->physical_block < (d->logical_block ? d->logical_block : 512))
+		return fail(p, n, "<blockio> physical_block_size %u is smaller than "
+			    "logical_block_size %u", d->physical_block, d->logical_block);
+	return 0;
+}
+
 static int parse_disk_readonly(struct parser *p, xmlNodePtr n)
 {
 	cur_disk(p)->readonly = true;
@@ -1035,6 +1067,7 @@ static int parse_disk(struct parser *p, xmlNodePtr n)
 		{ "target", parse_disk_target, false },
 		{ "serial", parse_disk_serial, false },
 		{ "readonly", parse_disk_readonly, false },
+		{ "blockio", parse_disk_blockio, false },
 		/* libvirt writes these; the machine places and names disks itself. */
 		{ "address", NULL, false },
 		{ "alias", NULL, false },

@@ -1236,6 +1236,44 @@ static void test_disk_serial_too_long(void **state)
 	vm_config_free(cfg);
 }
 
+static void test_disk_blockio(void **state)
+{
+	struct warnings w = { 0 };
+	struct vm_config *cfg = must_parse(DISK(
+		"<disk><source file='a'/><target dev='vda'/>"
+		"<blockio logical_block_size='4096' physical_block_size='65536'/></disk>"
+		"<disk><source file='b'/><target dev='vdb'/><blockio physical_block_size='4096'/>"
+		"</disk><disk><source file='c'/><target dev='vdc'/></disk>"), &w);
+
+	assert_int_equal(w.count, 0);
+	assert_int_equal(cfg->disks[0].logical_block, 4096);
+	assert_int_equal(cfg->disks[0].physical_block, 65536);
+	assert_int_equal(cfg->disks[1].logical_block, 0);     /* the store's own */
+	assert_int_equal(cfg->disks[1].physical_block, 4096);
+	assert_int_equal(cfg->disks[2].logical_block, 0);
+	assert_int_equal(cfg->disks[2].physical_block, 0);
+	vm_config_free(cfg);
+
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio logical_block_size='1000'/></disk>"),
+		  "<blockio> logical_block_size must be a power of two from 512 to 4096 bytes, "
+		  "got '1000'");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio logical_block_size='8192'/></disk>"),
+		  "logical_block_size must be a power of two from 512 to 4096");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio logical_block_size='256'/></disk>"),
+		  "logical_block_size must be a power of two");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio physical_block_size='4k'/></disk>"),
+		  "physical_block_size must be a power of two from 512 to 65536 bytes, got '4k'");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio logical_block_size='4096' physical_block_size='512'/></disk>"),
+		  "physical_block_size 512 is smaller than logical_block_size 4096");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio/><blockio/></disk>"), "<blockio> appears twice");
+}
+
 static void test_disk_unknown_child_warns(void **state)
 {
 	struct warnings w = { 0 };
@@ -1353,6 +1391,7 @@ int main(void)
 		cmocka_unit_test(test_disk_caches),
 		cmocka_unit_test(test_disk_relative_path),
 		cmocka_unit_test(test_disk_serial_too_long),
+		cmocka_unit_test(test_disk_blockio),
 		cmocka_unit_test(test_disk_unknown_child_warns),
 		cmocka_unit_test(test_disk_errors),
 		cmocka_unit_test(test_too_many_disks),

@@ -166,3 +166,104 @@ def children(pid):
             return [int(x) for x in f.read().split()]
     except OSError:
         return []
+
+
+class TwoHosts:
+    """Two "hosts" for nodes started by hand: network namespaces made by the
+    test, joined by a veth pair (one end in each), with addresses in a /24
+    that exists only between them. Removed on exit, whatever happened."""
+
+    def __init__(self):
+        tag = f"gt{os.getpid() % 100000}"
+        self.ns = [f"{tag}-a", f"{tag}-b"]
+        self.dev = [f"{tag}-0", f"{tag}-1"]
+        subnet = f"10.214.{os.getpid() % 250}"
+        self.addr = [f"{subnet}.1", f"{subnet}.2"]
+
+    @staticmethod
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def run_in(self, i, *cmd):
+        """Runs a command in host i's namespace to its end (tc, ip, ...)."""
+        subprocess.run(["ip", "netns", "exec", self.ns[i], *cmd], check=True,
+                       capture_output=True)
+
+    def __enter__(self):
+        try:
+            for n in self.ns:
+                self.ip("netns", "add", n)
+            self.ip("link", "add", self.dev[0], "type", "veth", "peer", "name", self.dev[1])
+            for i, n in enumerate(self.ns):
+                self.ip("link", "set", self.dev[i], "netns", n)
+                self.ip("-n", n, "addr", "add", f"{self.addr[i]}/24", "dev", self.dev[i])
+                self.ip("-n", n, "link", "set", self.dev[i], "up")
+                self.ip("-n", n, "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        # Deleting a namespace deletes the veth end in it, and with it the pair.
+        for n in self.ns:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+        return False
+
+    def cluster_xml(self, tmp_path, xml, secret=None):
+        """The domain XML with one node on each host, and the secret file
+        both nodes are given (made here, mode 0600, if not named)."""
+        if secret is None:
+            secret = os.path.join(str(tmp_path), "cluster.key")
+            write_secret(secret)
+        xml = xml.replace("</domain>", "<metadata><grappe:cluster xmlns:grappe='urn:grappe:cluster:1' "
+                          f"secret='{secret}'><grappe:node cell='0' address='{self.addr[0]}:7100'/>"
+                          f"<grappe:node cell='1' address='{self.addr[1]}:7100'/></grappe:cluster>"
+                          "</metadata></domain>")
+        return write_xml(tmp_path, xml), secret
+
+    def start_node(self, i, xml_path, secret, logdir):
+        """`grappe-node --listen ADDR --secret FILE VM.xml` on host i, as an
+        operator starts it (ip netns exec execs the node: the PID is the
+        node's). Its output goes to files (nodeI.out, nodeI.err in logdir),
+        which nothing has to drain while the test waits."""
+        node_bin = os.path.join(os.path.dirname(GRAPPE), "grappe-node")
+        with open(os.path.join(str(logdir), f"node{i}.out"), "wb") as out, \
+                open(os.path.join(str(logdir), f"node{i}.err"), "wb") as err:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[i], node_bin, "--listen", f"{self.addr[i]}:7100",
+                 "--secret", secret, xml_path], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+
+
+def read_log(logdir, name):
+    with open(os.path.join(str(logdir), name), "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def wait_for_text(logdir, name, text, timeout, procs=()):
+    """Waits until file `name` in logdir holds `text`; fails with its tail if
+    the time runs out or one of procs exits first."""
+    t0 = time.monotonic()
+    while True:
+        got = read_log(logdir, name)
+        if text in got:
+            return got
+        assert time.monotonic() - t0 < timeout, f"no {text!r} in {timeout} s:\n{got[-3000:]}"
+        for p in procs:
+            assert p.poll() is None, f"a node exited ({p.returncode}) before {text!r}:\n{got[-3000:]}"
+        time.sleep(0.5)
+
+
+def write_secret(path):
+    """A fresh 32-byte cluster secret; grappe-node refuses one others can read."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(path, 0o600)
+
+
+def stop_all(procs):
+    """Kills whichever of the processes this test started is still running."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from grappe_helpers import (CLUSTER_SMPARGS, CLUSTER_FULL_SMPARGS, GRAPPE, Run, children,
-                            cluster_cmdline, domain_xml, run_grappe, write_xml)
+from grappe_helpers import (CLUSTER_SMPARGS, CLUSTER_FULL_SMPARGS, GRAPPE, TwoHosts, children,
+                            cluster_cmdline, domain_xml, read_log, run_grappe, stop_all,
+                            wait_for_text, write_secret, write_xml)
 
 # Guest RAM is kept coherent by the DSM (docs/dsm.md), as for real hosts;
 # the guest gets the command line recommended for clusters (docs/cluster.md).
@@ -128,69 +129,73 @@ def test_nodes_started_by_hand(tmp_path, kvm, guest_image):
     `grappe-node --listen ADDR --secret FILE VM.xml` with the same XML and
     secret; the nodes find each other, the guest boots over both, and a
     third process with the wrong secret is refused and changes nothing."""
-    tag = f"gt{os.getpid() % 100000}"
-    ns = [f"{tag}-a", f"{tag}-b"]
-    subnet = f"10.214.{os.getpid() % 250}"
-    addr = [f"{subnet}.1", f"{subnet}.2"]
-
-    def ip(*args):
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    key = os.path.join(str(tmp_path), "cluster.key")
-    with open(key, "wb") as f:
-        f.write(os.urandom(32))
-    os.chmod(key, 0o600)        # grappe-node refuses a secret others can read
     xml = domain_xml(vcpus=2, cells=2, mem_mib=512,
                      cmdline=f"grappe.test=smp {CROSS_NODE_SMPARGS} {cluster_cmdline(2, 2)}")
-    xml = xml.replace("</domain>", "<metadata><grappe:cluster xmlns:grappe='urn:grappe:cluster:1' "
-                      f"secret='{key}'><grappe:node cell='0' address='{addr[0]}:7100'/>"
-                      f"<grappe:node cell='1' address='{addr[1]}:7100'/></grappe:cluster>"
-                      "</metadata></domain>")
-    path = write_xml(tmp_path, xml)
-    node_bin = os.path.join(os.path.dirname(GRAPPE), "grappe-node")
     procs = []
-    try:
-        for n in ns:
-            ip("netns", "add", n)
-        ip("link", "add", f"{tag}-0", "type", "veth", "peer", "name", f"{tag}-1")
-        for i, n in enumerate(ns):
-            ip("link", "set", f"{tag}-{i}", "netns", n)
-            ip("-n", n, "addr", "add", f"{addr[i]}/24", "dev", f"{tag}-{i}")
-            ip("-n", n, "link", "set", f"{tag}-{i}", "up")
-            ip("-n", n, "link", "set", "lo", "up")
-        # Node 1 first: nodes may start in any order.
-        for i in (1, 0):
-            procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", ns[i], node_bin, "--listen", f"{addr[i]}:7100",
-                 "--secret", key, path], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        # An intruder with another secret, posing as node 1 from node 1's host.
-        bad = os.path.join(str(tmp_path), "bad.key")
-        with open(bad, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(bad, 0o600)
-        intruder = subprocess.run(
-            ["ip", "netns", "exec", ns[1], "timeout", "20", node_bin, "--node", "1",
-             "--peer", f"1={addr[1]}:7101", "--secret", bad, path],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-        assert intruder.returncode != 0, intruder
-        out0, err0 = procs[1].communicate(timeout=900)
-        out1, err1 = procs[0].communicate(timeout=120)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for n in ns:
-            subprocess.run(["ip", "netns", "del", n], capture_output=True)
-    console = out0.decode(errors="replace")
-    assert "GRAPPE-GUEST: cpus=2 nodes=2" in console, console[-3000:] + err0.decode()[-3000:]
+    with TwoHosts() as hosts:
+        path, key = hosts.cluster_xml(tmp_path, xml)
+        try:
+            # Node 1 first: nodes may start in any order.
+            procs = [hosts.start_node(i, path, key, tmp_path) for i in (1, 0)]
+            # An intruder with another secret, posing as node 1 from node 1's host.
+            bad = os.path.join(str(tmp_path), "bad.key")
+            write_secret(bad)
+            node_bin = os.path.join(os.path.dirname(GRAPPE), "grappe-node")
+            intruder = subprocess.run(
+                ["ip", "netns", "exec", hosts.ns[1], "timeout", "20", node_bin, "--node", "1",
+                 "--peer", f"1={hosts.addr[1]}:7101", "--secret", bad, path],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            assert intruder.returncode != 0, intruder
+            procs[1].wait(timeout=900)
+            procs[0].wait(timeout=120)
+        finally:
+            stop_all(procs)
+    console, err0, err1 = (read_log(tmp_path, f) for f in ("node0.out", "node0.err", "node1.err"))
+    assert "GRAPPE-GUEST: cpus=2 nodes=2" in console, console[-3000:] + err0[-3000:]
     assert "GRAPPE-GUEST: smp PASS" in console, console[-3000:]
-    assert procs[1].returncode == 0, err0.decode()[-3000:]
-    assert procs[0].returncode == 0, err1.decode()[-3000:]
+    assert procs[1].returncode == 0, err0[-3000:]
+    assert procs[0].returncode == 0, err1[-3000:]
     # The real nodes saw the intruder's handshake fail and kept going.
-    errs = err0.decode(errors="replace") + err1.decode(errors="replace")
-    assert re.search(r"refus|authenticat|handshake", errs), errs[-3000:]
+    assert re.search(r"refus|authenticat|handshake", err0 + err1), (err0 + err1)[-3000:]
+
+
+def test_lossy_link_then_cut(tmp_path, kvm, guest_image):
+    """The link between two hosts (namespaces, nodes started by hand) delays
+    and drops packets (tc netem on both ends: 2 ms +- 1 ms, 1% loss): the
+    guest still boots over both nodes and brings node 1's CPU online, TCP
+    retransmitting under the DSM's and the interrupts' messages. Then the
+    link is cut (the veth pair taken down): the fabric hears nothing more,
+    and both nodes stop the guest within seconds, each naming the other,
+    and exit non-zero; nothing hangs."""
+    xml = domain_xml(vcpus=2, cells=2, mem_mib=512,
+                     cmdline=f"grappe.test=info grappe.nopoweroff=1 {cluster_cmdline(2, 2)}")
+    procs = []
+    with TwoHosts() as hosts:
+        path, key = hosts.cluster_xml(tmp_path, xml)
+        for i in (0, 1):
+            hosts.run_in(i, "tc", "qdisc", "add", "dev", hosts.dev[i], "root", "netem",
+                         "delay", "2ms", "1ms", "loss", "1%")
+        try:
+            procs = [hosts.start_node(i, path, key, tmp_path) for i in (0, 1)]
+            console = wait_for_text(tmp_path, "node0.out", "GRAPPE-GUEST: halt", 900, procs)
+            cut_at = time.monotonic()
+            hosts.ip("-n", hosts.ns[0], "link", "set", hosts.dev[0], "down")
+            for p in procs:
+                p.wait(timeout=60)
+            stopped_in = time.monotonic() - cut_at
+        finally:
+            stop_all(procs)
+        # The loss was real: netem counted the packets it dropped.
+        qdisc = subprocess.run(["ip", "netns", "exec", hosts.ns[0], "tc", "-s", "qdisc", "show",
+                                "dev", hosts.dev[0]], capture_output=True, text=True).stdout
+    assert "GRAPPE-GUEST: cpus=2 nodes=2" in console, console[-3000:]
+    dropped = re.search(r"dropped (\d+)", qdisc)
+    assert dropped and int(dropped.group(1)) > 0, qdisc
+    errs = [read_log(tmp_path, f"node{i}.err") for i in (0, 1)]
+    for i, p in enumerate(procs):
+        assert p.returncode not in (0, None), errs[i][-3000:]
+        assert f"node {1 - i} is gone" in errs[i], errs[i][-3000:]
+    assert stopped_in < 30, (stopped_in, errs)
 
 
 def test_guest_larger_than_a_node(tmp_path, kvm, guest_image):

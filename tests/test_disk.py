@@ -40,19 +40,24 @@ def disk_domain(**kw):
     return xml.replace(f"<initrd>{INITRD}</initrd>", f"<initrd>{DISK_INITRD}</initrd>")
 
 
-def disk_xml(path, readonly=False, cache=None, block=False):
+def disk_xml(path, readonly=False, cache=None, block=False, blocks=None):
     cache_attr = f" cache='{cache}'" if cache else ""
     ro = "<readonly/>" if readonly else ""
     source = f"<source dev='{path}'/>" if block else f"<source file='{path}'/>"
+    blockio = (f"<blockio logical_block_size='{blocks[0]}' physical_block_size='{blocks[1]}'/>"
+               if blocks else "")
     return (f"<disk type='{'block' if block else 'file'}' device='disk'>"
             f"<driver name='qemu' type='raw'{cache_attr}/>"
             f"{source}<target dev='vda' bus='virtio'/>"
-            f"<serial>{SERIAL}</serial>{ro}</disk>")
+            f"<serial>{SERIAL}</serial>{ro}{blockio}</disk>")
 
 
-def boot(tmp_path, img, test, vcpus, readonly=False, cache=None, block=False):
+def boot(tmp_path, img, test, vcpus, readonly=False, cache=None, block=False, blocks=None):
     cmd = f"grappe.test={test} grappe.diskserial={SERIAL} grappe.diskseed={SEED}"
-    xml = disk_domain(vcpus=vcpus, cmdline=cmd, extra=disk_xml(img, readonly, cache, block))
+    if blocks:
+        cmd += f" grappe.diskblocks={blocks[0]}/{blocks[1]}"
+    xml = disk_domain(vcpus=vcpus, cmdline=cmd,
+                      extra=disk_xml(img, readonly, cache, block, blocks))
     return run_grappe(tmp_path, xml, timeout=900)
 
 
@@ -156,6 +161,24 @@ def test_disk(tmp_path, kvm, guest_image, vcpus, cache):
         assert any("blkcheck rofail PASS" in ln for ln in lines), r
         assert r.rc == 0, r
         assert sha256(img) == before
+
+
+def test_disk_blockio(tmp_path, kvm, guest_image):
+    """<blockio logical_block_size='4096' physical_block_size='8192'/>: the
+    guest sees 4 KiB logical and 8 KiB physical blocks (BLK_SIZE, TOPOLOGY),
+    makes its ext4 and runs blkcheck's random I/O in whole 4 KiB blocks, and
+    the stamp is in the file where it wrote it."""
+    img = make_image(tmp_path)
+    r = boot(tmp_path, img, "disk", 1, blocks=(4096, 8192))
+    lines = r.guest_lines()
+    assert "GRAPPE-GUEST: disk PASS" in lines, r
+    assert r.rc == 0, r
+    info = next(ln for ln in lines if ln.startswith("GRAPPE-GUEST: disk vda "))
+    assert "blocks=4096/8192" in info, info
+    assert any("blkcheck random PASS lbs=4096" in ln for ln in lines), r
+    reads, writes, errors, _ = disk_stats(r)
+    assert errors == 0 and reads > 0 and writes > 0, r
+    assert stamp_mismatch(img) is None, stamp_mismatch(img)
 
 
 def test_missing_image_is_an_error(tmp_path):

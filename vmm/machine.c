@@ -534,6 +534,16 @@ static void device_log(void *ctx, const char *msg)
 	fprintf(stderr, "grappe-node: %s\n", msg);
 }
 
+/* What the I/O node's device and a serving node's replica of it agree on. */
+static struct virtio_blk_opts disk_opts(struct machine *m, const struct vm_disk *d)
+{
+	return (struct virtio_blk_opts){
+		.name = d->target, .serial = d->serial, .discard = d->discard,
+		.logical_block = d->logical_block, .physical_block = d->physical_block,
+		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
+	};
+}
+
 static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, size_t errlen)
 {
 	static const enum file_store_cache cache[] = {
@@ -545,13 +555,10 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 		[VM_DISK_CACHE_UNSAFE] = FILE_STORE_UNSAFE,
 	};
 	struct file_store_opts fo = { .read_only = d->readonly, .cache = cache[d->cache] };
-	struct virtio_blk_opts bo = {
-		.name = d->target, .serial = d->serial, .discard = d->discard,
-		.io_uring = d->io_uring,
-		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
-	};
+	struct virtio_blk_opts bo = disk_opts(m, d);
 	char why[384];
 
+	bo.io_uring = d->io_uring;
 	if (m->vqr) {
 		bo.remote = &vq_remote_ops;
 		bo.remote_ctx = vq_remote_disk_ctx(m->vqr, m->nr_disks);
@@ -714,12 +721,11 @@ static int vq_make_replica(void *ctx, unsigned disk, const struct virtio_replica
 {
 	struct machine *m = ctx;
 	const struct vm_disk *d = &m->cfg->disks[disk];
-	struct virtio_blk_opts bo = {
-		.name = d->target, .serial = d->serial, .discard = d->discard,
-		.nr_queues = m->nr_vcpus, .mem = &m->mem, .log = device_log,
-		.replica = ops, .remote_ctx = ops_ctx,
-	};
+	struct virtio_blk_opts bo = disk_opts(m, d);
 	char why[384];
+
+	bo.replica = ops;
+	bo.remote_ctx = ops_ctx;
 
 	if (!m->open_disk) {
 		snprintf(err, errlen, "disk %s: no way to reach the I/O node's store", d->target);

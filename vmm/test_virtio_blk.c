@@ -331,6 +331,21 @@ static int setup_pipe(void **state)
 	return setup_with(state, false, false, false, true);
 }
 
+/* <blockio logical_block_size='4096' physical_block_size='16384'/> */
+static int setup_blockio(void **state)
+{
+	struct blk_fx *b = test_calloc(1, sizeof(*b));
+	struct virtio_blk_opts o;
+
+	fx_init(&b->fx);
+	o = fx_blk_opts(&b->fx, make_store(&b->fx, false));
+	o.logical_block = 4096;
+	o.physical_block = 16384;
+	fx_add_blk(&b->fx, &o);
+	*state = &b->fx;
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct blk_fx *b = blk_fx(*state);
@@ -392,6 +407,7 @@ static void test_probe(void **state)
 	assert_true(df & 1ULL << VIRTIO_BLK_F_DISCARD);
 	assert_true(df & 1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 	assert_false(df & 1ULL << VIRTIO_BLK_F_RO);
+	assert_false(df & 1ULL << VIRTIO_BLK_F_TOPOLOGY);    /* no <blockio physical_block_size> */
 	assert_int_equal(cc_rd(f, VIRTIO_PCI_COMMON_NUMQ, 2), NQ);
 	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_CAPACITY, 8), DISK_SIZE / 512);
 	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_CAPACITY + 4, 4), 0);
@@ -506,6 +522,77 @@ static void test_discard_write_zeroes(void **state)
 			 VIRTIO_BLK_S_IOERR);
 	assert_int_equal(f->blk->stats.write_zeroes, 1);
 	assert_int_equal(f->blk->stats.discards, 1);
+}
+
+/*
+ * 4 KiB logical blocks and a 16 KiB physical block: the guest is told
+ * (BLK_SIZE, TOPOLOGY), and a request that does not start and end on a
+ * logical block fails without reaching the store.
+ */
+static void test_blockio(void **state)
+{
+	struct fx *f = *state;
+	static uint8_t out[8192], in[8192], file[8192];
+	struct range ok = { 8, 16, 0 }, odd_start = { 9, 8, 0 }, odd_len = { 8, 9, 0 };
+
+	discover(f);
+	assert_true(device_features(f) & 1ULL << VIRTIO_BLK_F_TOPOLOGY);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_BLK_SIZE, 4), 4096);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_PHYS_BLOCK_EXP, 1), 2);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_ALIGN_OFFSET, 1), 0);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_MIN_IO_SIZE, 2), 4);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_OPT_IO_SIZE, 4), 0);
+	assert_int_equal(devcfg(f, VIRTIO_BLK_CFG_DISCARD_ALIGN, 4), 8);
+	driver_init_features(f, true, device_features(f));
+	for (unsigned i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i * 7);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 8, out, sizeof(out), false, NULL),
+			 VIRTIO_BLK_S_OK);
+	file_read(f, 8 * 512, file, sizeof(file));
+	assert_memory_equal(file, out, sizeof(out));
+	assert_int_equal(blk_req(f, 1, VIRTIO_BLK_T_IN, 8, in, sizeof(in), true, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_memory_equal(in, out, sizeof(in));
+	/* Sector 9, or 512 bytes: not on a 4 KiB block. */
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 9, in, 4096, true, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_OUT, 16, out, 512, false, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_DISCARD, 0, &odd_start, sizeof(odd_start),
+				 false, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, &odd_len, sizeof(odd_len),
+				 false, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_WRITE_ZEROES, 0, &ok, sizeof(ok), false, NULL),
+			 VIRTIO_BLK_S_OK);
+	file_read(f, 8 * 512, file, sizeof(file));
+	for (unsigned i = 0; i < sizeof(file); i++)
+		assert_int_equal(file[i], 0);
+	assert_int_equal(f->blk->stats.errors, 0);
+	assert_int_equal(f->blk->stats.bytes_written, sizeof(out));
+}
+
+/* A logical block smaller than the store's, or a physical one below it: refused. */
+static void test_blockio_refused(void **state)
+{
+	struct fx f;
+	struct virtio_blk *b = NULL;
+	struct virtio_blk_opts o;
+	char err[256];
+
+	fx_init(&f);
+	o = fx_blk_opts(&f, make_store(&f, false));
+	o.bd->block_size = 4096;           /* as a device of 4 KiB sectors */
+	o.logical_block = 512;
+	assert_int_equal(virtio_blk_create(&b, &f.bus, &o, err, sizeof(err)), -1);
+	assert_null(b);
+	assert_string_equal(err, "virtio-blk vda: logical block size 512 does not fit a store "
+			    "of 4096-byte blocks");
+	o = fx_blk_opts(&f, make_store(&f, false));
+	o.logical_block = 4096;
+	o.physical_block = 2048;
+	assert_int_equal(virtio_blk_create(&b, &f.bus, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "physical block size 2048 is not a power-of-two multiple"));
+	fx_fini(&f);
 }
 
 /* Without the features, the requests are unsupported. */
@@ -1013,6 +1100,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_id_unsupported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_write_zeroes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_not_negotiated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blockio, setup_blockio, teardown),
+		cmocka_unit_test(test_blockio_refused),
 		cmocka_unit_test_setup_teardown(test_read_only, setup_readonly, teardown),
 		cmocka_unit_test_setup_teardown(test_broken_chain_and_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_request, setup, teardown),

@@ -94,6 +94,16 @@ static bool in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsect)
 	return sector <= b->capacity && nsect <= b->capacity - sector;
 }
 
+/*
+ * Requests start on a logical block: with <blockio> 4096 a guest never
+ * sends less (Linux does not), and a store opened O_DIRECT on a device of
+ * 4 KiB sectors could not take it.
+ */
+static bool aligned(const struct virtio_blk *b, uint64_t sector)
+{
+	return sector % (b->lbs / SECTOR) == 0;
+}
+
 /* The data of a read or write request: its length, or an error status. */
 static uint8_t rw_len(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
 		      uint64_t sector, uint64_t *len)
@@ -101,7 +111,7 @@ static uint8_t rw_len(struct virtio_blk *b, const struct virtq_chain *c, bool is
 	*len = is_write ? c->out_bytes - HDR_LEN : c->in_bytes - 1;
 	if (is_write && b->bd->read_only)
 		return VIRTIO_BLK_S_IOERR;
-	if (*len % SECTOR || !in_range(b, sector, *len / SECTOR))
+	if (*len % b->lbs || !aligned(b, sector) || !in_range(b, sector, *len / SECTOR))
 		return VIRTIO_BLK_S_IOERR;
 	return VIRTIO_BLK_S_OK;
 }
@@ -292,7 +302,8 @@ static uint8_t do_ranges(struct virtio_blk *b, const struct virtq_chain *c, uint
 		/* Unmap is for write zeroes only; other bits are reserved (5.2.6.2). */
 		if (flags & ~(wz ? WZ_UNMAP : 0u))
 			return VIRTIO_BLK_S_UNSUPP;
-		if (num > VIRTIO_BLK_MAX_DISCARD_SECTORS || !in_range(b, sector, num))
+		if (num > VIRTIO_BLK_MAX_DISCARD_SECTORS || !in_range(b, sector, num) ||
+		    !aligned(b, sector) || !aligned(b, num))
 			return VIRTIO_BLK_S_IOERR;
 		if (!num)
 			continue;
@@ -408,7 +419,7 @@ static void put32(uint8_t *p, uint32_t v)
 
 static void fill_config(struct virtio_blk *b, unsigned nr_queues)
 {
-	unsigned bs = b->bd->block_size;
+	unsigned bs = b->lbs;
 
 	memset(b->config, 0, sizeof(b->config));
 	memcpy(b->config + VIRTIO_BLK_CFG_CAPACITY, &b->capacity, 8);
@@ -422,6 +433,29 @@ static void fill_config(struct virtio_blk *b, unsigned nr_queues)
 	put32(b->config + VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS);
 	put32(b->config + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG);
 	b->config[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = b->bd->discard;
+	if (b->pbs) {
+		b->config[VIRTIO_BLK_CFG_PHYS_BLOCK_EXP] = (uint8_t)__builtin_ctz(b->pbs / bs);
+		put16(b->config + VIRTIO_BLK_CFG_MIN_IO_SIZE, (uint16_t)(b->pbs / bs));
+	}
+}
+
+/* The logical and physical blocks <blockio> asks for, checked against the store's. */
+static int set_blocks(struct virtio_blk *b, const struct virtio_blk_opts *o, char *err,
+		      size_t errlen)
+{
+	b->lbs = o->logical_block ? o->logical_block : b->bd->block_size;
+	b->pbs = o->physical_block;
+	if (b->lbs < b->bd->block_size || b->lbs % SECTOR || (b->lbs & (b->lbs - 1))) {
+		snprintf(err, errlen, "virtio-blk %s: logical block size %u does not fit a store "
+			 "of %u-byte blocks", o->name, b->lbs, b->bd->block_size);
+		return -1;
+	}
+	if (b->pbs && (b->pbs < b->lbs || (b->pbs & (b->pbs - 1)))) {
+		snprintf(err, errlen, "virtio-blk %s: physical block size %u is not a power-of-two "
+			 "multiple of the %u-byte logical block", o->name, b->pbs, b->lbs);
+		return -1;
+	}
+	return 0;
 }
 
 int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
@@ -450,6 +484,11 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	if (o->serial)
 		memcpy(b->serial, o->serial, strnlen(o->serial, sizeof(b->serial)));
 	b->capacity = blockdev_size(b->bd) / SECTOR;
+	if (set_blocks(b, o, err, errlen)) {
+		blockdev_close(b->bd);
+		free(b);
+		return -1;
+	}
 	f = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |
 	    1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
 	    1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_BLK_F_MQ;
@@ -458,6 +497,8 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 	else
 		f |= (o->discard ? 1ULL << VIRTIO_BLK_F_DISCARD : 0) |
 		     1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+	if (b->pbs)
+		f |= 1ULL << VIRTIO_BLK_F_TOPOLOGY;
 	fill_config(b, nq);
 	p.name = b->name;
 	p.device_type = VIRTIO_ID_BLOCK;

@@ -62,6 +62,10 @@
 #define VIRTIO_BLK_CFG_SIZE_MAX   8
 #define VIRTIO_BLK_CFG_SEG_MAX    12
 #define VIRTIO_BLK_CFG_BLK_SIZE   20
+#define VIRTIO_BLK_CFG_PHYS_BLOCK_EXP 24    /* topology: log2(physical / logical) */
+#define VIRTIO_BLK_CFG_ALIGN_OFFSET   25
+#define VIRTIO_BLK_CFG_MIN_IO_SIZE    26    /* in logical blocks */
+#define VIRTIO_BLK_CFG_OPT_IO_SIZE    28
 #define VIRTIO_BLK_CFG_NUM_QUEUES 34
 #define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS 36
 #define VIRTIO_BLK_CFG_MAX_DISCARD_SEG     40
@@ -81,6 +85,12 @@ struct virtio_blk_opts {
 	bool io_uring;               /* asynchronous reads, writes, flushes where the store has them */
 	unsigned ring_depth;         /* asynchronous requests in flight per queue; 0 = the default */
 	unsigned nr_queues;
+	/*
+	 * <blockio>: the logical block the guest must use (0: the store's own;
+	 * never below it) and the physical block it is told of (0: not told,
+	 * no TOPOLOGY), in bytes.
+	 */
+	unsigned logical_block, physical_block;
 	const struct guest_mem *mem;
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
@@ -105,6 +115,7 @@ struct virtio_blk {
 	char name[40];
 	char serial[VIRTIO_BLK_ID_BYTES];
 	uint64_t capacity;           /* 512-byte sectors */
+	unsigned lbs, pbs;           /* logical block (requests are multiples of it), physical or 0 */
 	bool async;                  /* reads, writes, flushes go through blockdev_submit */
 	struct aio_ring *rings[VIRTIO_BLK_MAX_QUEUES];   /* when async: one per queue */
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];

@@ -96,6 +96,8 @@ struct vm_disk {
 	bool readonly;           /* <readonly/> */
 	bool discard;            /* <driver discard='unmap'> (default) rather than 'ignore' */
 	bool io_uring;           /* <driver io='native'|'io_uring'>: asynchronous I/O (docs/devices.md) */
+	/* <blockio logical_block_size= physical_block_size=>: bytes, 0 = the store's own */
+	unsigned logical_block, physical_block;
 	long line;               /* of <disk>, for messages */
 };
 
