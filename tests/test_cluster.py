@@ -178,6 +178,10 @@ def test_lossy_link_then_cut(tmp_path, kvm, guest_image):
         try:
             procs = [hosts.start_node(i, path, key, tmp_path) for i in (0, 1)]
             console = wait_for_text(tmp_path, "node0.out", "GRAPPE-GUEST: halt", 900, procs)
+            # The loss was real: netem counted the packets it dropped.
+            qdisc = subprocess.run(["ip", "netns", "exec", hosts.ns[0], "tc", "-s", "qdisc",
+                                    "show", "dev", hosts.dev[0]],
+                                   capture_output=True, text=True).stdout
             cut_at = time.monotonic()
             hosts.ip("-n", hosts.ns[0], "link", "set", hosts.dev[0], "down")
             for p in procs:
@@ -185,9 +189,6 @@ def test_lossy_link_then_cut(tmp_path, kvm, guest_image):
             stopped_in = time.monotonic() - cut_at
         finally:
             stop_all(procs)
-        # The loss was real: netem counted the packets it dropped.
-        qdisc = subprocess.run(["ip", "netns", "exec", hosts.ns[0], "tc", "-s", "qdisc", "show",
-                                "dev", hosts.dev[0]], capture_output=True, text=True).stdout
     assert "GRAPPE-GUEST: cpus=2 nodes=2" in console, console[-3000:]
     dropped = re.search(r"dropped (\d+)", qdisc)
     assert dropped and int(dropped.group(1)) > 0, qdisc
