@@ -97,7 +97,7 @@ int late_store_attach(struct late_store *ls, struct blockdev *real)
 	int rc = 0;
 
 	pthread_rwlock_wrlock(&ls->lock);
-	if (ls->real || blockdev_size(real) != ls->size)
+	if (ls->real || blockdev_size(real) != ls->size || real->block_size > ls->bd.block_size)
 		rc = -EINVAL;
 	else
 		ls->real = real;

@@ -30,7 +30,10 @@ struct late_store_geometry {
 
 int late_store_create(const struct late_store_geometry *g, struct late_store **out,
 		      struct blockdev **bd);
-/* Takes 'real' (it must have the geometry's size); -EINVAL if it does not fit. */
+/*
+ * Takes 'real' (it must have the geometry's size, and take blocks of the
+ * geometry's block size); -EINVAL if it does not fit.
+ */
 int late_store_attach(struct late_store *ls, struct blockdev *real);
 /* Gives back the attached store (NULL if none) for the caller to close. */
 struct blockdev *late_store_detach(struct late_store *ls);

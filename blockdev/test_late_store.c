@@ -137,6 +137,25 @@ static void test_size_mismatch(void **state)
 	assert_int_equal(m.closed, 0);
 }
 
+/* A store of larger blocks than the guest was told of is refused too. */
+static void test_block_size_mismatch(void **state)
+{
+	struct late_store_geometry g = { .size = SIZE, .block_size = 512 };
+	struct mem_store m = { .bd = { .ops = &mem_ops, .block_size = 4096 } };
+	struct late_store *ls;
+	struct blockdev *bd;
+
+	(void)state;
+	assert_int_equal(late_store_create(&g, &ls, &bd), 0);
+	assert_int_equal(late_store_attach(ls, &m.bd), -EINVAL);
+	blockdev_close(bd);
+	g.block_size = 4096;
+	assert_int_equal(late_store_create(&g, &ls, &bd), 0);
+	assert_int_equal(late_store_attach(ls, &m.bd), 0);
+	assert_ptr_equal(late_store_detach(ls), &m.bd);
+	blockdev_close(bd);
+}
+
 /* Closing the disk closes an attached store too. */
 static void test_close_attached(void **state)
 {
@@ -157,6 +176,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_size_mismatch),
+		cmocka_unit_test(test_block_size_mismatch),
 		cmocka_unit_test(test_close_attached),
 	};
 

@@ -566,7 +566,8 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 
 	if (d->type == VM_DISK_VOLUME) {
 		const struct vm_volume *v = vm_config_volume(m->cfg, d->volume);
-		struct late_store_geometry g = { .size = v->size, .block_size = 512,
+		struct late_store_geometry g = { .size = v->size,
+						 .block_size = d->logical_block ? d->logical_block : 512,
 						 .read_only = d->readonly, .discard = true };
 
 		if (late_store_create(&g, &m->disk_late[m->nr_disks], &bo.bd)) {
@@ -591,12 +592,23 @@ int machine_attach_volumes(struct machine *m, struct volume_host *vh, char *err,
 {
 	for (unsigned i = 0; i < m->nr_disks; i++) {
 		const struct vm_disk *d = &m->cfg->disks[i];
+		unsigned lbs = d->logical_block ? d->logical_block : 512;
 		struct volume *vol;
 
 		if (!m->disk_late[i])
 			continue;
 		if (volume_host_open(vh, vm_config_volume(m->cfg, d->volume), &vol, err, errlen))
 			return -1;
+		/* A volume's blocks are its largest store's (4Kn devices opened O_DIRECT). */
+		if (volume_blockdev(vol)->block_size > lbs) {
+			unsigned want = volume_blockdev(vol)->block_size;
+
+			volume_close(vol);
+			snprintf(err, errlen, "%s:%ld: disk %s: volume %s has a store of %u-byte "
+				 "blocks: give the disk <blockio logical_block_size='%u'/>",
+				 m->cfg->source, d->line, d->target, d->volume, want, want);
+			return -1;
+		}
 		if (late_store_attach(m->disk_late[i], volume_blockdev(vol))) {
 			volume_close(vol);
 			snprintf(err, errlen, "disk %s: the volume's size changed", d->target);
