@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "dsm/dsm.h"
+#include "dsm/dsm_fabric.h"
 #include "dsm/dsm_loop.h"
 
 #define PG DSM_PAGE_SIZE
@@ -494,6 +495,20 @@ static void test_peer_down(void **state)
 	cluster_free(c);
 }
 
+/* The fabric's glue: a peer whose DSM message does not decode fails the node. */
+static void test_fabric_malformed(void **state)
+{
+	static const uint8_t junk[3] = { 0xff, 0xff, 0xff };
+	struct cluster *c = cluster_new(2, 8, 0, 0, 0);
+
+	(void)state;
+	assert_int_equal(dsm_fabric_receive(c->n[0], 1, junk, sizeof(junk)), -EINVAL);
+	assert_true(dsm_node_failed(c->n[0]));
+	assert_int_equal(atomic_load(&c->fatal[0]), 1);
+	assert_int_equal(atomic_load(&c->fatal[1]), 0);
+	cluster_free(c);
+}
+
 /* A fault blocked when the peer dies is released. */
 struct blocked {
 	struct cluster *c;
@@ -627,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_faults),
 		cmocka_unit_test(test_atomics),
 		cmocka_unit_test(test_peer_down),
+		cmocka_unit_test(test_fabric_malformed),
 		cmocka_unit_test(test_blocked_fault_released),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_bad_config),

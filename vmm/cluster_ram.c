@@ -11,11 +11,8 @@
 #include <json-c/json.h>
 
 #include "dsm/dsm.h"
-#include "fabric/fabric.h"
+#include "dsm/dsm_fabric.h"
 #include "vmm/cluster_ram.h"
-
-/* The fabric message type that carries DSM messages (header + page). */
-#define DSM_FABRIC_TYPE 0x200
 
 struct cluster_ram {
 	struct machine *m;
@@ -59,20 +56,6 @@ static unsigned env_us(const char *name, unsigned dflt)
 	const char *v = getenv(name);
 
 	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
-}
-
-static int dsm_send(void *ctx, unsigned dst, const struct dsm_msg *msg, const void *page)
-{
-	struct cluster_ram *r = ctx;
-	uint8_t hdr[DSM_MSG_HDR_LEN];
-	struct iovec iov[2];
-	int n = dsm_msg_encode(msg, hdr, sizeof(hdr));
-
-	if (n < 0)
-		return n;
-	iov[0] = (struct iovec){ hdr, (size_t)n };
-	iov[1] = (struct iovec){ (void *)page, page ? DSM_PAGE_SIZE : 0 };
-	return fabric_sendv(r->f, dst, DSM_FABRIC_TYPE, 0, iov, page ? 2 : 1);
 }
 
 static void dsm_fatal(void *ctx, const char *msg)
@@ -185,7 +168,7 @@ static unsigned fill_homes(const struct vm_config *cfg, uint64_t size, struct ds
 static int start_dsm(struct cluster_ram *r, const struct vm_config *cfg, char *err, size_t errlen)
 {
 	struct dsm_range homes[VM_MAX_CELLS];
-	struct dsm_transport_ops tx = { .send = dsm_send, .ctx = r };
+	struct dsm_transport_ops tx = dsm_fabric_ops(r->f);
 	const struct vm_cluster_node *me = &cfg->cluster.nodes[r->m->pl.self];
 	struct dsm_config dc = {
 		.self = r->m->pl.self,
@@ -276,21 +259,8 @@ bool cluster_ram_owns_type(uint16_t type)
 void cluster_ram_receive(struct cluster_ram *r, unsigned src, uint16_t type, uint64_t req_id,
 			 const void *payload, size_t len)
 {
-	const uint8_t *page = NULL;
-	struct dsm_msg msg;
-	const char *why;
-
-	if (!r || !r->dsm)
-		return;
-	/* A peer that breaks the protocol cannot be trusted with guest memory. */
-	if (dsm_msg_decode(payload, len, &msg, &page, &why)) {
-		char line[160];
-
-		snprintf(line, sizeof(line), "malformed DSM message from node %u: %s", src, why);
-		dsm_node_fail(r->dsm, line);
-		return;
-	}
-	dsm_receive(r->dsm, src, &msg, page);
+	if (r && r->dsm)
+		dsm_fabric_receive(r->dsm, src, payload, len);
 }
 
 void cluster_ram_peer_down(struct cluster_ram *r, unsigned peer)
