@@ -133,10 +133,15 @@ static void on_peer_down(void *ctx, unsigned peer, enum fabric_down_reason reaso
 	snprintf(c->fail_msg, sizeof(c->fail_msg), "node %u is gone: %s", peer, why);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	/*
+	 * The machine first: the first event is the one reported, and "node N
+	 * is gone (why)" says what happened, where the DSM's and the volumes'
+	 * own failures that follow would only say what it broke.
+	 */
+	machine_peer_down(c->m, peer, why);
 	cluster_ram_peer_down(c->ram, peer);
 	if (c->volumes)
 		volume_host_peer_down(c->volumes, peer);
-	machine_peer_down(c->m, peer, why);
 }
 
 static int link_send(void *ctx, unsigned dst, const struct node_msg *msg)
