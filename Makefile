@@ -13,8 +13,11 @@ PKGS      := libxml-2.0 libsodium json-c liburing
 # Asked of pkg-config when a recipe first needs them, not when make reads this
 # file: on a fresh machine `make check` installs the packages (the deps
 # target, an order-only prerequisite of every compile) after reading it.
-PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
-PKG_LIBS   = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
+# A pkg-config that fails stops the build here, not at a missing header.
+pkg_config = $(eval _pc := $(shell pkg-config $(1) $(PKGS) || echo __FAILED__))$(if \
+	$(filter __FAILED__,$(_pc)),$(error pkg-config $(1) $(PKGS) failed: run make deps),$(_pc))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkg_config,--cflags))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $(call pkg_config,--libs))$(PKG_LIBS)
 WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. $(PKG_CFLAGS) -D_GNU_SOURCE -MMD -MP

@@ -168,6 +168,16 @@ static int stamp(const char *dev, uint64_t off, uint64_t len, uint64_t seed, boo
 	return 0;
 }
 
+/* The device's logical block: O_DIRECT I/O must be made of whole ones. */
+static size_t logical_block(int fd, const char *dev)
+{
+	int lbs;
+
+	if (ioctl(fd, BLKSSZGET, &lbs) || lbs < SECTOR || lbs % SECTOR)
+		fail("%s: BLKSSZGET: %s", dev, strerror(errno));
+	return (size_t)lbs;
+}
+
 /* ---- random ---- */
 
 struct worker {
@@ -294,14 +304,11 @@ static int random_test(const char *dev, uint64_t off, uint64_t len, uint64_t see
 	cpu_set_t online;
 	int ncpu = 0, fd = open_dev(dev, O_RDWR);
 	long writes = 0, reads = 0, zeroes = 0, discards = 0, flushes = 0;
-	uint64_t bytes = 0, stripe, align;
+	uint64_t bytes = 0, stripe;
 	double t0 = now();
-	int lbs;
-
 	/* A disk of 4 KiB logical blocks refuses O_DIRECT I/O of 512 bytes. */
-	if (ioctl(fd, BLKSSZGET, &lbs) || lbs < SECTOR || lbs % SECTOR)
-		fail("%s: BLKSSZGET: %s", dev, strerror(errno));
-	align = (uint64_t)lbs / SECTOR;
+	size_t lbs = logical_block(fd, dev);
+	uint64_t align = lbs / SECTOR;
 
 	if (sched_getaffinity(0, sizeof(online), &online))
 		fail("sched_getaffinity: %s", strerror(errno));
@@ -336,7 +343,7 @@ static int random_test(const char *dev, uint64_t off, uint64_t len, uint64_t see
 		bytes += w[t].bytes;
 	}
 	close(fd);
-	printf(P "blkcheck %s PASS lbs=%d threads=%d writes=%ld reads=%ld zeroes=%ld discards=%ld "
+	printf(P "blkcheck %s PASS lbs=%zu threads=%d writes=%ld reads=%ld zeroes=%ld discards=%ld "
 	       "flushes=%ld MiB=%llu in %.2f s\n", mode, lbs, ncpu, writes, reads, zeroes, discards,
 	       flushes, (unsigned long long)(bytes / MIB), now() - t0);
 	return 0;
@@ -346,8 +353,9 @@ static int random_test(const char *dev, uint64_t off, uint64_t len, uint64_t see
 
 static int rofail(const char *dev)
 {
-	void *buf = xalloc(SECTOR);
 	int fd = open(dev, O_RDWR | O_DIRECT | O_CLOEXEC);
+	size_t lbs;
+	void *buf;
 	ssize_t n;
 
 	if (fd < 0) {
@@ -356,8 +364,10 @@ static int rofail(const char *dev)
 		printf(P "blkcheck %s PASS open for writing refused (%s)\n", mode, strerror(errno));
 		return 0;
 	}
-	pread_all(fd, buf, SECTOR, 0);
-	n = pwrite(fd, buf, SECTOR, 0);
+	lbs = logical_block(fd, dev);
+	buf = xalloc(lbs);
+	pread_all(fd, buf, lbs, 0);
+	n = pwrite(fd, buf, lbs, 0);
 	if (n >= 0)
 		fail("a write to a read-only disk succeeded");
 	printf(P "blkcheck %s PASS write refused (%s)\n", mode, strerror(errno));

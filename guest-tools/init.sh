@@ -128,12 +128,11 @@ disk_wait() {
         i=$((i + 1))
     done
     [ -b /dev/vda ] || { disk_fail "no /dev/vda"; return 1; }
+    have="$(cat /sys/block/vda/queue/logical_block_size)/$(cat /sys/block/vda/queue/physical_block_size)"
     echo "GRAPPE-GUEST: disk vda sectors=$(cat /sys/block/vda/size) ro=$(cat /sys/block/vda/ro)" \
         "queues=$(find /sys/block/vda/mq -mindepth 1 -maxdepth 1 | wc -l) serial=$(cat /sys/block/vda/serial 2>/dev/null)" \
-        "msix=$(grep -c 'virtio0-' /proc/interrupts)" \
-        "blocks=$(cat /sys/block/vda/queue/logical_block_size)/$(cat /sys/block/vda/queue/physical_block_size)"
+        "msix=$(grep -c 'virtio0-' /proc/interrupts)" "blocks=$have"
     want=$(param grappe.diskblocks)
-    have="$(cat /sys/block/vda/queue/logical_block_size)/$(cat /sys/block/vda/queue/physical_block_size)"
     if [ -n "$want" ] && [ "$have" != "$want" ]; then
         disk_fail "logical/physical block sizes are $have, expected $want"
         return 1

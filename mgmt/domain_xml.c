@@ -998,11 +998,7 @@ static int parse_disk_serial(struct parser *p, xmlNodePtr n)
 	return 0;
 }
 
-/*
- * One <blockio> size attribute: a power of two between 512 bytes and max
- * (a logical block the guest's page can hold; a physical block up to
- * 64 KiB, as virtio's topology describes it).
- */
+/* One <blockio> size attribute: a power of two in [512, max], or absent (0). */
 static int block_size_attr(struct parser *p, xmlNodePtr n, const char *name, unsigned max,
 			   unsigned *out)
 {
@@ -1016,17 +1012,27 @@ static int block_size_attr(struct parser *p, xmlNodePtr n, const char *name, uns
 	return rc;
 }
 
-/* <blockio logical_block_size='4096' physical_block_size='4096'/> (libvirt's). */
+/*
+ * <blockio logical_block_size='4096' physical_block_size='4096'/> (libvirt's).
+ * Logical blocks are 512 or 4096 bytes, as disks have them (and as the
+ * store protocol carries them between nodes); the physical block, which
+ * only advises the guest, any power of two up to 64 KiB.
+ */
 static int parse_disk_blockio(struct parser *p, xmlNodePtr n)
 {
 	struct vm_disk *d = cur_disk(p);
+	unsigned lbs;
 
 	if (block_size_attr(p, n, "logical_block_size", 4096, &d->logical_block) ||
 	    block_size_attr(p, n, "physical_block_size", 65536, &d->physical_block))
 		return -1;
-	if (d->physical_block && d->physical_block < (d->logical_block ? d->logical_block : 512))
-		return fail(p, n, "<blockio> physical_block_size %u is smaller than "
-			    "logical_block_size %u", d->physical_block, d->logical_block);
+	if (d->logical_block && d->logical_block != 512 && d->logical_block != 4096)
+		return fail(p, n, "<blockio> logical_block_size must be 512 or 4096, got %u",
+			    d->logical_block);
+	lbs = vm_disk_logical_block(d);
+	if (d->physical_block && d->physical_block < lbs)
+		return fail(p, n, "<blockio> physical_block_size %u is smaller than the "
+			    "%u-byte logical block", d->physical_block, lbs);
 	return 0;
 }
 

@@ -1268,8 +1268,11 @@ static void test_disk_blockio(void **state)
 		       "<blockio physical_block_size='4k'/></disk>"),
 		  "physical_block_size must be a power of two from 512 to 65536 bytes, got '4k'");
 	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
+		       "<blockio logical_block_size='2048'/></disk>"),
+		  "<blockio> logical_block_size must be 512 or 4096, got 2048");
+	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
 		       "<blockio logical_block_size='4096' physical_block_size='512'/></disk>"),
-		  "physical_block_size 512 is smaller than logical_block_size 4096");
+		  "physical_block_size 512 is smaller than the 4096-byte logical block");
 	must_fail(DISK("<disk><source file='a'/><target dev='vda'/>"
 		       "<blockio/><blockio/></disk>"), "<blockio> appears twice");
 }

@@ -40,6 +40,8 @@ def cluster_cmdline(vcpus, nodes):
 # a second (the lab: nested, emulated): the checks are the same, with less
 # data (docs/testing.md).
 CLUSTER_SMPARGS = "grappe.smpargs=--mib=1,--iters=50000,--pingpong-max=32,--timeout=400"
+# The same checks over 4 DSM nodes, with a watchdog that a loaded machine does not trip.
+CLUSTER4_SMPARGS = CLUSTER_SMPARGS.replace("--timeout=400", "--timeout=1200")
 # smpcheck's own counts (--iters=200000, --mib=4, --rounds=2): make soak.
 CLUSTER_FULL_SMPARGS = "grappe.smpargs=--timeout=3000"
 
@@ -118,16 +120,23 @@ def domain_xml(name="t", vcpus=2, cells=1, mem_mib=512, cmdline="",
         """)
 
 
-class Run:
-    def __init__(self, rc, out, err, seconds):
+class Run(str):
+    """What a run printed and how it ended. It is also the text that says so
+    (a str): pytest shows an assertion's message in full only when it is a
+    str, and cuts anything else to 240 characters, which hid why runs failed
+    in CI. Tests write `assert cond, r`."""
+
+    def __new__(cls, rc, out, err, seconds):
+        guest = "\n".join(l.strip() for l in out.splitlines() if "GRAPPE-GUEST:" in l)
+        tail = "\n".join(out.splitlines()[-40:])
+        text = (f"rc={rc} after {seconds:.1f}s\n--- guest's result lines ---\n{guest[-4000:]}"
+                f"\n--- console tail ---\n{tail}\n--- stderr ---\n{err[-3000:]}")
+        self = super().__new__(cls, text)
         self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
+        return self
 
     def guest_lines(self):
         return [l.strip() for l in self.out.splitlines() if "GRAPPE-GUEST:" in l]
-
-    def __repr__(self):
-        tail = "\n".join(self.out.splitlines()[-40:])
-        return f"rc={self.rc} after {self.seconds:.1f}s\n--- console tail ---\n{tail}\n--- stderr ---\n{self.err[-3000:]}"
 
 
 def write_xml(tmp_path, xml):

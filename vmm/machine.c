@@ -567,7 +567,7 @@ static int setup_disk(struct machine *m, const struct vm_disk *d, char *err, siz
 	if (d->type == VM_DISK_VOLUME) {
 		const struct vm_volume *v = vm_config_volume(m->cfg, d->volume);
 		struct late_store_geometry g = { .size = v->size,
-						 .block_size = d->logical_block ? d->logical_block : 512,
+						 .block_size = vm_disk_logical_block(d),
 						 .read_only = d->readonly, .discard = true };
 
 		if (late_store_create(&g, &m->disk_late[m->nr_disks], &bo.bd)) {
@@ -592,7 +592,7 @@ int machine_attach_volumes(struct machine *m, struct volume_host *vh, char *err,
 {
 	for (unsigned i = 0; i < m->nr_disks; i++) {
 		const struct vm_disk *d = &m->cfg->disks[i];
-		unsigned lbs = d->logical_block ? d->logical_block : 512;
+		unsigned lbs = vm_disk_logical_block(d);
 		struct volume *vol;
 
 		if (!m->disk_late[i])

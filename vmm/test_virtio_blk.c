@@ -458,6 +458,7 @@ static void test_read_write(void **state)
 	assert_int_equal(blk_req(f, 0, VIRTIO_BLK_T_IN, 0, in, 100, true, NULL),
 			 VIRTIO_BLK_S_IOERR);
 	assert_int_equal(f->blk->stats.errors, 0);	/* those never reached the store */
+	assert_int_equal(f->blk->stats.refused, 3);
 }
 
 static void test_flush_id_unsupported(void **state)
@@ -568,6 +569,7 @@ static void test_blockio(void **state)
 	for (unsigned i = 0; i < sizeof(file); i++)
 		assert_int_equal(file[i], 0);
 	assert_int_equal(f->blk->stats.errors, 0);
+	assert_int_equal(f->blk->stats.refused, 4);
 	assert_int_equal(f->blk->stats.bytes_written, sizeof(out));
 }
 

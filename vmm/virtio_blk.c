@@ -104,15 +104,22 @@ static bool aligned(const struct virtio_blk *b, uint64_t sector)
 	return sector % (b->lbs / SECTOR) == 0;
 }
 
+/* A request answered IOERR before it reached the store (out of range, misaligned, read-only). */
+static uint8_t refuse(struct virtio_blk *b)
+{
+	STAT_ADD(b, refused, 1);
+	return VIRTIO_BLK_S_IOERR;
+}
+
 /* The data of a read or write request: its length, or an error status. */
 static uint8_t rw_len(struct virtio_blk *b, const struct virtq_chain *c, bool is_write,
 		      uint64_t sector, uint64_t *len)
 {
 	*len = is_write ? c->out_bytes - HDR_LEN : c->in_bytes - 1;
 	if (is_write && b->bd->read_only)
-		return VIRTIO_BLK_S_IOERR;
+		return refuse(b);
 	if (*len % b->lbs || !aligned(b, sector) || !in_range(b, sector, *len / SECTOR))
-		return VIRTIO_BLK_S_IOERR;
+		return refuse(b);
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -286,9 +293,9 @@ static uint8_t do_ranges(struct virtio_blk *b, const struct virtq_chain *c, uint
 	bool wz = type == VIRTIO_BLK_T_WRITE_ZEROES;
 
 	if (b->bd->read_only)
-		return VIRTIO_BLK_S_IOERR;
+		return refuse(b);
 	if (len % SEG_LEN || !nseg || nseg > VIRTIO_BLK_MAX_DISCARD_SEG)
-		return VIRTIO_BLK_S_IOERR;
+		return refuse(b);
 	for (uint64_t i = 0; i < nseg; i++) {
 		uint8_t raw[SEG_LEN];
 		uint64_t sector;
@@ -304,7 +311,7 @@ static uint8_t do_ranges(struct virtio_blk *b, const struct virtq_chain *c, uint
 			return VIRTIO_BLK_S_UNSUPP;
 		if (num > VIRTIO_BLK_MAX_DISCARD_SECTORS || !in_range(b, sector, num) ||
 		    !aligned(b, sector) || !aligned(b, num))
-			return VIRTIO_BLK_S_IOERR;
+			return refuse(b);
 		if (!num)
 			continue;
 		rc = wz ? blockdev_write_zeroes(b->bd, sector * SECTOR, (uint64_t)num * SECTOR,
@@ -445,7 +452,7 @@ static int set_blocks(struct virtio_blk *b, const struct virtio_blk_opts *o, cha
 {
 	b->lbs = o->logical_block ? o->logical_block : b->bd->block_size;
 	b->pbs = o->physical_block;
-	if (b->lbs < b->bd->block_size || b->lbs % SECTOR || (b->lbs & (b->lbs - 1))) {
+	if (b->lbs < SECTOR || b->lbs < b->bd->block_size || (b->lbs & (b->lbs - 1))) {
 		snprintf(err, errlen, "virtio-blk %s: logical block size %u does not fit a store "
 			 "of %u-byte blocks", o->name, b->lbs, b->bd->block_size);
 		return -1;
@@ -489,6 +496,8 @@ int virtio_blk_create(struct virtio_blk **out, struct pci_bus *bus,
 		free(b);
 		return -1;
 	}
+	/* Whole logical blocks only: a partial last one could not be read. */
+	b->capacity -= b->capacity % (b->lbs / SECTOR);
 	f = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |
 	    1ULL << VIRTIO_F_EVENT_IDX | 1ULL << VIRTIO_BLK_F_SEG_MAX |
 	    1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH | 1ULL << VIRTIO_BLK_F_MQ;
@@ -557,12 +566,14 @@ static void log_stats(struct virtio_blk *b)
 		n += (size_t)snprintf(q + n, sizeof(q) - n, " q%u=%llu", i,
 				      (unsigned long long)b->vp.queues[i].requests);
 	blog(b, "reads=%llu (%llu MiB) writes=%llu (%llu MiB) flushes=%llu discards=%llu "
-	     "write_zeroes=%llu get_id=%llu errors=%llu unsupported=%llu; requests per queue:%s",
+	     "write_zeroes=%llu get_id=%llu errors=%llu unsupported=%llu refused=%llu; "
+	     "requests per queue:%s",
 	     (unsigned long long)st->reads, (unsigned long long)(st->bytes_read >> 20),
 	     (unsigned long long)st->writes, (unsigned long long)(st->bytes_written >> 20),
 	     (unsigned long long)st->flushes, (unsigned long long)st->discards,
 	     (unsigned long long)st->write_zeroes, (unsigned long long)st->get_ids,
-	     (unsigned long long)st->errors, (unsigned long long)st->unsupported, q);
+	     (unsigned long long)st->errors, (unsigned long long)st->unsupported,
+	     (unsigned long long)st->refused, q);
 }
 
 void virtio_blk_destroy(struct virtio_blk *b)

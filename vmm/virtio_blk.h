@@ -63,9 +63,9 @@
 #define VIRTIO_BLK_CFG_SEG_MAX    12
 #define VIRTIO_BLK_CFG_BLK_SIZE   20
 #define VIRTIO_BLK_CFG_PHYS_BLOCK_EXP 24    /* topology: log2(physical / logical) */
-#define VIRTIO_BLK_CFG_ALIGN_OFFSET   25
+#define VIRTIO_BLK_CFG_ALIGN_OFFSET   25    /* left 0: a disk's blocks start at 0 */
 #define VIRTIO_BLK_CFG_MIN_IO_SIZE    26    /* in logical blocks */
-#define VIRTIO_BLK_CFG_OPT_IO_SIZE    28
+#define VIRTIO_BLK_CFG_OPT_IO_SIZE    28    /* left 0: no preferred size to advise */
 #define VIRTIO_BLK_CFG_NUM_QUEUES 34
 #define VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS 36
 #define VIRTIO_BLK_CFG_MAX_DISCARD_SEG     40
@@ -106,6 +106,7 @@ struct virtio_blk_opts {
 
 struct virtio_blk_stats {
 	uint64_t reads, writes, flushes, discards, write_zeroes, get_ids, errors, unsupported;
+	uint64_t refused;            /* answered IOERR without reaching the store */
 	uint64_t bytes_read, bytes_written;
 };
 

@@ -101,6 +101,12 @@ struct vm_disk {
 	long line;               /* of <disk>, for messages */
 };
 
+/* The logical block the guest is told of when the store does not say more. */
+static inline unsigned vm_disk_logical_block(const struct vm_disk *d)
+{
+	return d->logical_block ? d->logical_block : 512;
+}
+
 /*
  * <grappe:volume> in <metadata>: a replicated volume cut in chunks over one
  * store per host (docs/volume.md). A <disk type='volume'> names it.
