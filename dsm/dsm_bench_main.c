@@ -136,12 +136,20 @@ static int local_uffd_start(struct local_uffd *l, size_t size, unsigned spin_us)
 	l->mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	l->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (l->mem == MAP_FAILED || l->uffd < 0 || ioctl(l->uffd, UFFDIO_API, &api))
-		return -1;
+		goto fail;
 	reg = (struct uffdio_register){ .range = { (uintptr_t)l->mem, size },
 					.mode = UFFDIO_REGISTER_MODE_MISSING };
-	if (ioctl(l->uffd, UFFDIO_REGISTER, &reg))
-		return -1;
-	return pthread_create(&l->thread, NULL, local_handler, l);
+	if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) == 0 &&
+	    (errno = pthread_create(&l->thread, NULL, local_handler, l)) == 0)
+		return 0;
+fail:
+	/* the process goes on to the next configuration: nothing may stay */
+	perror("dsm-bench: local userfaultfd");
+	if (l->uffd >= 0)
+		close(l->uffd);
+	if (l->mem != MAP_FAILED)
+		munmap(l->mem, size);
+	return -1;
 }
 
 static void local_uffd_stop(struct local_uffd *l)
@@ -190,23 +198,25 @@ static void *echo_main(void *arg)
 	return NULL;
 }
 
-static double round_trip(int fd, unsigned n, unsigned spin_us)
+/*
+ * n round trips into v; -1 when one fails: a median over the ones that
+ * did not happen would be a floor that was never measured.
+ */
+static int round_trip(int fd, unsigned n, unsigned spin_us, uint64_t *v)
 {
 	uint8_t buf[DSM_MSG_MAX_LEN] = { 0 };
-	uint64_t *v = calloc(n, sizeof(*v));
-	double med;
 
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 
 		if (send(fd, buf, DSM_MSG_HDR_LEN, MSG_NOSIGNAL) < 0 ||
-		    rx_wait(fd, buf, sizeof(buf), spin_us) != DSM_MSG_MAX_LEN)
-			break;
+		    rx_wait(fd, buf, sizeof(buf), spin_us) != DSM_MSG_MAX_LEN) {
+			fprintf(stderr, "dsm-bench: socket round trip %u: no answer\n", i);
+			return -1;
+		}
 		v[i] = now_ns() - t0;
 	}
-	med = median_us(v, n);
-	free(v);
-	return med;
+	return 0;
 }
 
 /* ---- the two nodes ---- */
@@ -221,6 +231,7 @@ struct side {
 	pthread_cond_t cond;
 	unsigned answers;
 	uint64_t answer_ns;
+	bool peer_gone;                 /* on_peer_down: no answer will come */
 };
 
 /*
@@ -230,7 +241,12 @@ struct side {
 #define T_RTT_REQ 0x7f00
 #define T_RTT_ANS 0x7f01
 
-static const uint8_t secret[FABRIC_SECRET_LEN] = "dsm-bench secret, 32 bytes......";
+/*
+ * + 1: the literal's NUL needs room (an array that drops it is an error
+ * with GCC 15's -Wunterminated-string-initialization); it is no part of
+ * the secret, of which FABRIC_SECRET_LEN bytes are copied.
+ */
+static const char secret[FABRIC_SECRET_LEN + 1] = "dsm-bench secret, 32 bytes......";
 
 static void on_frame(void *ctx, unsigned src, uint16_t type, uint64_t req_id,
 		     const void *payload, size_t len)
@@ -264,29 +280,55 @@ static void on_peer_down(void *ctx, unsigned peer, enum fabric_down_reason reaso
 	struct side *s = ctx;
 
 	dsm_peer_down(s->n, peer, why);
+	/* node 0 may be waiting for a round trip's answer: it gives up */
+	pthread_mutex_lock(&s->lock);
+	s->peer_gone = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
 }
 
-/* Node 0 asks node 1 n times; the same polling as the DSM (busy_poll_us). */
-static double fabric_round_trip(struct side *s, unsigned n)
+/*
+ * The backstop for one round trip's answer, should the fabric never say
+ * that node 1 is gone: above its dead_ms (2 s), so that it normally does.
+ */
+#define RTT_TIMEOUT_S 5
+
+/*
+ * Node 0 asks node 1 n times, into v; the same polling as the DSM
+ * (busy_poll_us). -1 when a request cannot be sent or gets no answer.
+ */
+static int fabric_round_trip(struct side *s, unsigned n, uint64_t *v)
 {
 	static const uint8_t req[DSM_MSG_HDR_LEN];
-	uint64_t *v = calloc(n, sizeof(*v));
-	double med;
 
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = now_ns(), end = t0 + RTT_TIMEOUT_S * 1000000000ull;
+		/* the cond waits on CLOCK_MONOTONIC, now_ns()'s clock (side_start) */
+		struct timespec dl = { .tv_sec = (time_t)(end / 1000000000u),
+				       .tv_nsec = (long)(end % 1000000000u) };
+		int r = fabric_send(s->f, 1, T_RTT_REQ, i, req, sizeof(req));
+		bool answered;
 
-		if (fabric_send(s->f, 1, T_RTT_REQ, i, req, sizeof(req)))
-			break;
+		if (r) {
+			fprintf(stderr, "dsm-bench: fabric round trip %u: %s\n", i, strerror(-r));
+			return -1;
+		}
 		pthread_mutex_lock(&s->lock);
-		while (s->answers <= i)
-			pthread_cond_wait(&s->cond, &s->lock);
+		while (s->answers <= i && !s->peer_gone && r == 0)
+			r = pthread_cond_timedwait(&s->cond, &s->lock, &dl);
+		answered = s->answers > i;
 		v[i] = s->answer_ns - t0;
 		pthread_mutex_unlock(&s->lock);
+		if (!answered) {
+			if (r)
+				fprintf(stderr, "dsm-bench: fabric round trip %u: no answer in %d s\n",
+					i, RTT_TIMEOUT_S);
+			else
+				fprintf(stderr, "dsm-bench: fabric round trip %u: node 1 is gone\n", i);
+			return -1;
+		}
 	}
-	med = median_us(v, n);
-	free(v);
-	return med;
+	return 0;
 }
 
 /*
@@ -302,7 +344,7 @@ static int fabric_open(struct side *s, unsigned self, unsigned spin_us, int to_p
 	unsigned port, peer_port;
 	char err[256], addr[32];
 
-	memcpy(c.secret, secret, sizeof(c.secret));
+	memcpy(c.secret, secret, FABRIC_SECRET_LEN);
 	c.addr[self] = "127.0.0.1:0";
 	if (fabric_create(&c, &ops, &s->f, err, sizeof(err)))
 		goto fail;
@@ -348,13 +390,17 @@ static int side_start(struct side *s, unsigned self, const struct opts *o, int f
 	struct dsm_range homes[2] = { { 0, home_b * PG, 1 }, { home_b * PG, pages * PG, 0 } };
 	int fds[2] = { -1, -1 };
 	struct dsm_transport_ops tx;
+	pthread_condattr_t ca;
 	struct dsm_config cfg;
 	char err[256];
 	int r;
 
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	fds[!self] = fd;
 	if (o->transport == TR_FABRIC) {
 		if (fabric_open(s, self, o->spin_us, to_peer, from_peer))
@@ -470,27 +516,36 @@ static double time_faults(uint8_t *base, uint64_t first, unsigned stride, unsign
 	return median_us(v, n);
 }
 
-static void measure(const struct opts *o, struct side *a, int echo_fd, uint64_t home_b,
-		    struct figures *f)
+/* 0, or -1 said on stderr: the figures are then not to be printed. */
+static int measure(const struct opts *o, struct side *a, int echo_fd, uint64_t home_b,
+		   struct figures *f)
 {
 	unsigned n = o->samples;
 	uint64_t *v = calloc(n, sizeof(*v)), t0, p;
 	struct local_uffd *l = aligned_alloc(PG, sizeof(*l));
 	uint8_t *plain;
+	int r = -1;
 
-	memset(l, 0, sizeof(*l));
-	if (local_uffd_start(l, (size_t)n * PG, o->spin_us) == 0) {
-		f->local = time_faults(l->mem, 0, 1, n, 1, v);
-		local_uffd_stop(l);
+	if (!v || !l) {
+		fprintf(stderr, "dsm-bench: out of memory\n");
+		goto out;
 	}
-	free(l);
+	memset(l, 0, sizeof(*l));
+	if (local_uffd_start(l, (size_t)n * PG, o->spin_us))
+		goto out;
+	f->local = time_faults(l->mem, 0, 1, n, 1, v);
+	local_uffd_stop(l);
 	plain = mmap(NULL, (size_t)n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (plain == MAP_FAILED) {
+		perror("dsm-bench: mmap");
+		goto out;
+	}
 	f->touch = time_faults(plain, 0, 1, n, 1, v);
 	munmap(plain, (size_t)n * PG);
-	if (o->transport == TR_FABRIC)
-		f->rtt = fabric_round_trip(a, n);
-	else
-		f->rtt = round_trip(echo_fd, n, o->spin_us);
+	if (o->transport == TR_FABRIC ? fabric_round_trip(a, n, v) :
+					round_trip(echo_fd, n, o->spin_us, v))
+		goto out;
+	f->rtt = median_us(v, n);
 	/* remote: pages homed on node 1, written there; every other page */
 	f->rd = time_faults(a->mem, 0, 2, n, 0, v);
 	f->wr = time_faults(a->mem, 2 * n, 2, n, 1, v);
@@ -516,7 +571,16 @@ static void measure(const struct opts *o, struct side *a, int echo_fd, uint64_t 
 	}
 	f->pre_pps = (double)(o->tput_pages / 2) * 1e9 / (double)(now_ns() - t0);
 	dsm_node_stats(a->n, &f->st);
+	/* node 1 lost on the way: the DSM let go of the range, zeros came in its pages' place */
+	if (dsm_node_failed(a->n)) {
+		fprintf(stderr, "dsm-bench: the DSM failed during the measurement\n");
+		goto out;
+	}
+	r = 0;
+out:
+	free(l);
 	free(v);
+	return r;
 }
 
 static void print(const struct opts *o, unsigned spin, const struct figures *f)
@@ -546,24 +610,38 @@ static void print(const struct opts *o, unsigned spin, const struct figures *f)
 	fflush(stdout);
 }
 
-/* The unix sockets (fd, efd for the round trip) are made for TR_SOCK only. */
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/*
+ * The unix sockets (fd, efd for the round trip) are made for TR_SOCK only.
+ * Whatever fails, all is undone before the next run() forks: its child
+ * must not be a copy of a process with DSM and fabric threads running.
+ */
 static int run(const struct opts *o, enum transport tr, unsigned spin, bool rx_thread)
 {
 	struct opts oo = *o;
 	uint64_t home_b = 6ull * o->samples + o->tput_pages, pages = home_b + 2ull * o->samples;
-	int fd[2] = { -1, -1 }, efd[2] = { -1, -1 }, to_a[2], from_a[2], st;
+	int fd[2] = { -1, -1 }, efd[2] = { -1, -1 }, to_a[2] = { -1, -1 }, from_a[2] = { -1, -1 };
+	int st = 0, rc = 1, r;
 	struct figures f = { 0 };
+	bool started = false;
 	struct side a;
-	pid_t pid;
+	pid_t pid = -1;
 
 	oo.spin_us = spin;
 	oo.rx_thread = rx_thread;
 	oo.transport = tr;
-	if (pipe(to_a) || pipe(from_a))
-		return 1;
-	if (tr == TR_SOCK && (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fd) ||
-			      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, efd)))
-		return 1;
+	if (pipe(to_a) || pipe(from_a) ||
+	    (tr == TR_SOCK && (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fd) ||
+			       socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, efd)))) {
+		perror("dsm-bench: pipe or socketpair");
+		goto out;
+	}
 	pid = fork();
 	if (pid == 0) {
 		close(fd[0]);
@@ -573,30 +651,49 @@ static int run(const struct opts *o, enum transport tr, unsigned spin, bool rx_t
 		_exit(peer_main(&oo, fd[1], efd[1], to_a[1], from_a[0], pages, home_b));
 	}
 	/* only the child holds its ends: its exit is an end of file here */
-	close(fd[1]);
-	close(efd[1]);
-	close(to_a[1]);
-	close(from_a[0]);
-	if (pid < 0 || side_start(&a, 0, &oo, fd[0], from_a[1], to_a[0], pages, home_b) ||
-	    sync_read(to_a[0])) {
-		if (pid > 0) {
-			kill(pid, SIGTERM);
-			waitpid(pid, &st, 0);
-		}
-		return 1;
+	close_fd(&fd[1]);
+	close_fd(&efd[1]);
+	close_fd(&to_a[1]);
+	close_fd(&from_a[0]);
+	if (pid < 0) {
+		perror("dsm-bench: fork");
+		goto out;
 	}
-	measure(&oo, &a, efd[0], home_b, &f);
+	r = side_start(&a, 0, &oo, fd[0], from_a[1], to_a[0], pages, home_b);
+	fd[0] = -1;                   /* dsm_sock_create took it over, even to fail */
+	if (r)
+		goto out;
+	started = true;
+	if (sync_read(to_a[0]) || measure(&oo, &a, efd[0], home_b, &f))
+		goto out;
 	sync_write(from_a[1]);
-	sync_read(to_a[0]);           /* node 1's DSM is stopped */
+	if (sync_read(to_a[0]))       /* node 1's DSM is stopped */
+		goto out;
 	dsm_node_stop(a.n);
 	sync_write(from_a[1]);
 	side_stop(&a);
-	close(efd[0]);
-	close(to_a[0]);
-	close(from_a[1]);
+	started = false;
 	waitpid(pid, &st, 0);
+	pid = -1;
 	print(&oo, spin, &f);
-	return !WIFEXITED(st) || WEXITSTATUS(st);
+	rc = !WIFEXITED(st) || WEXITSTATUS(st);
+out:
+	/* node 0's DSM first: node 1 going then is no second failure to report */
+	if (started)
+		dsm_node_stop(a.n);
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, &st, 0);
+	}
+	if (started)
+		side_stop(&a);
+	for (unsigned i = 0; i < 2; i++) {
+		close_fd(&fd[i]);
+		close_fd(&efd[i]);
+		close_fd(&to_a[i]);
+		close_fd(&from_a[i]);
+	}
+	return rc;
 }
 
 int main(int argc, char **argv)
