@@ -101,7 +101,10 @@ struct vm_disk {
 	long line;               /* of <disk>, for messages */
 };
 
-/* The logical block the guest is told of when the store does not say more. */
+/*
+ * The logical block <blockio> asks for, or 512 (the least any store takes):
+ * what a volume disk tells the guest, its stores being opened later.
+ */
 static inline unsigned vm_disk_logical_block(const struct vm_disk *d)
 {
 	return d->logical_block ? d->logical_block : 512;
